@@ -1,0 +1,46 @@
+# nomadkit — the two commands a newcomer runs: `make demo` and `make test`.
+# `make setup` is idempotent: it installs the Debian packages the lab and the validators need,
+# creates .venv and installs nomadkit into it (editable).
+
+SHELL := /bin/bash
+APT_PACKAGES := qemu-system-x86 qemu-utils debootstrap nginx ffmpeg srt-tools nftables chrony nut-server nut-client network-manager ovmf zstd iproute2 openssh-client e2fsprogs dosfstools gdisk mtools fdisk kmod cpio socat curl jq
+VENV := .venv
+PY := $(VENV)/bin/python
+NOMADKIT := $(VENV)/bin/nomadkit
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup apt venv demo test lint bench clean
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "setup: Debian packages present"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	@touch $@
+
+demo: setup
+	$(NOMADKIT) validate tours/demo.yaml
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
