@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -227,6 +228,9 @@ class Commerce(Model):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     tiers: list[Tier] = Field(min_length=1)
     members_early_access_hours: int = Field(48, ge=0, le=24 * 30)
+    general_sale_opens: AwareDatetime | None = Field(
+        None, description="When tickets go on sale to everyone (with a UTC offset); members-only "
+        "tiers open members_early_access_hours earlier. None: sales are open.")
     merch: list[MerchItem] = Field(default_factory=list)
     webhook_secret: SecretRef
     ticket_key: SecretRef
