@@ -308,7 +308,7 @@ class Tour(Model):
                 if name not in kit_names:
                     found.append(Problem(("stops", i, "kits", j), (
                         f"no kit named '{name}' — define it under kits: "
-                        f"(known: {', '.join(kit_names)})")))
+                        f"(known: {', '.join(dict.fromkeys(kit_names))})")))
             if i and stop.date < self.stops[i - 1].date:
                 found.append(Problem(("stops", i, "date"), (
                     f"must not be before stops[{i - 1}].date ({self.stops[i - 1].date}) "

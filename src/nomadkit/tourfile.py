@@ -147,6 +147,13 @@ _HINTS = {
     "too_short": "add at least one entry",
     "decimal_parsing": "write an amount such as 25.00",
     "decimal_max_places": "use at most two decimal places",
+    "greater_than_equal": "raise it",
+    "greater_than": "raise it",
+    "less_than_equal": "lower it",
+    "less_than": "lower it",
+    "too_long": "remove some entries",
+    "string_too_short": "fill it in",
+    "string_too_long": "shorten it",
 }
 
 
@@ -170,7 +177,7 @@ def _describe(err: dict, loc: Loc) -> str:
         return f"is required — {hint}"
     if kind == "literal_error":
         return f"{message} — pick one of those"
-    return f"{message} — {hint}" if hint else message
+    return f"{message} — {hint or 'see docs/tour-file.md for what this field takes'}"
 
 
 def _locate(file: str, pos: _Positions, loc: Loc, message: str) -> Located:
