@@ -37,4 +37,5 @@ class CloudEndpoints(BaseModel):
         except FileNotFoundError:
             raise UserError(f"{path}: no cloud endpoints yet — run `nomadkit cloud up` first") from None
         except (ValueError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: not valid cloud endpoints ({exc}) — re-run `nomadkit cloud up`") from None
+            raise UserError(
+                f"{path}: not valid cloud endpoints ({exc}) — re-run `nomadkit cloud up`") from None

@@ -79,8 +79,9 @@ BAD_EDITS = [
      '      - {name: wwan1, kind: modem, priority: 2, apn: internet.vodafone.pt, carrier: Vodafone, '
      'pin: "secret:kit_b_wwan1_pin", mac: "52:54:00:0b:00:02"}\n'
      '      - {name: sat0, kind: satellite, priority: 3, mac: "52:54:00:0b:00:03"}\n', "",
-     "kits[1].uplinks", "at least two uplinks", "    uplinks:\n      - {name: wwan0, kind: modem, priority: 1, "
-     'apn: internet, carrier: MEO, pin: "secret:kit_b'),
+     "kits[1].uplinks", "at least two uplinks",
+     '    uplinks:\n      - {name: wwan0, kind: modem, priority: 1, apn: internet, carrier: MEO, '
+     'pin: "secret:kit_b'),
     ("bitrate-out-of-range", "bitrates_kbps: [900, 600, 400]", "bitrates_kbps: [90000, 600, 400]",
      "kits[0].streams[0].bitrates_kbps[0]", "20000", None),
     ("ladder-upside-down", "bitrates_kbps: [700, 450, 300]", "bitrates_kbps: [300, 450, 700]",
@@ -178,7 +179,7 @@ def test_validate_cli_summarises_the_demo() -> None:
     assert done.returncode == 0, done.stderr
     assert "tour 'night-shift' is valid" in done.stdout and "belem" in done.stdout
     summary = json.loads(_cli("validate", str(DEMO), "--json").stdout)
-    assert [s["name"] for s in summary["stops"]][0] == "alfama"
+    assert summary["stops"][0]["name"] == "alfama"
 
 
 def test_validate_cli_never_shows_a_traceback(tmp_path: Path) -> None:
