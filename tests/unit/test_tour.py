@@ -195,3 +195,13 @@ def test_schema_is_json_schema_of_the_tour() -> None:
     schema = json.loads(_cli("schema").stdout)
     assert schema["title"] == "Tour" and {"stops", "kits", "commerce"} <= set(schema["properties"])
     assert schema["properties"].keys() == Tour.model_json_schema()["properties"].keys()
+
+
+def test_every_tour_field_is_documented() -> None:
+    """docs/tour-file.md is the reference: a field added to the model must be described there."""
+    doc = (ROOT / "docs" / "tour-file.md").read_text()
+    schema = Tour.model_json_schema()
+    models = [schema, *schema["$defs"].values()]
+    missing = [name for model in models for name in model.get("properties", {})
+               if f"`{name}`" not in doc]
+    assert not missing, f"undocumented tour fields: {missing}"
