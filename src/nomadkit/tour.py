@@ -180,6 +180,27 @@ class CacheAsset(Model):
     bytes: int = Field(ge=0)
 
 
+class AgentSettings(Model):
+    """How the kit agent judges uplinks, moves traffic and shares the uplink with uploads."""
+
+    probe_interval_ms: int = Field(200, ge=50, le=2000, description="Probes per uplink, this often.")
+    probe_timeout_ms: int = Field(400, ge=50, le=5000, description="A probe not answered by then is lost.")
+    dead_after_lost: int = Field(3, ge=1, le=20, description="Lost probes in a row that make an uplink dead.")
+    window: int = Field(20, ge=5, le=200, description="Recent probes that loss and RTT are measured over.")
+    degraded_loss_pct: float = Field(10.0, gt=0, lt=100, description="Loss above this: degraded.")
+    degraded_rtt_ms: int = Field(400, ge=10, le=10000, description="Median RTT above this: degraded.")
+    recover_after_s: float = Field(8.0, ge=0, le=600, description=(
+        "An uplink must be healthy this long before it is healthy again, and before traffic "
+        "returns to a better uplink (the hysteresis)."))
+    upload_max_kbps: int = Field(2000, ge=64, le=1_000_000, description=(
+        "Ceiling for recording uploads, so they never starve the live stream."))
+    http_port: int = Field(8765, ge=1024, le=65535, description="Status and door check-in endpoint.")
+    heartbeat_s: int = Field(15, ge=1, le=3600, description="Heartbeat to the cloud, this often.")
+    lock_before_doors_min: int = Field(60, ge=0, le=24 * 60, description=(
+        "The update lock is held from this long before doors open until the stop ends."))
+    ups: str = Field("kit@localhost", description="NUT UPS name that `upsc` reports battery from.")
+
+
 class Kit(Model):
     """A nomad kit: mini PC, modems, satellite terminal, capture, UPS."""
 
@@ -191,6 +212,7 @@ class Kit(Model):
     cache: list[CacheAsset] = Field(default_factory=list)
     lan_interface: IfName = "lan0"
     recordings_dir: str = "/var/lib/nomadkit/recordings"
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
 
 class Stop(Model):
