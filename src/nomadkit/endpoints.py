@@ -27,6 +27,9 @@ class CloudEndpoints(BaseModel):
     relay_srt_url: str
     webhook_url: str
     ledger_table: str
+    members_table: str
+    crm_queue_url: str
+    ticket_public_key: str  # Ed25519, base64url: kits verify ticket tokens offline with it
     s3_endpoint: str | None = None  # set for the local cloud (moto); None means AWS itself
 
     @classmethod
