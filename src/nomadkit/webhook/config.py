@@ -59,7 +59,9 @@ class WebhookConfig:
         try:
             return cls.from_json(os.environ[ENV_VAR])
         except KeyError:
-            raise RuntimeError(f"{ENV_VAR} is not set: the function was deployed without its config") from None
+            raise RuntimeError(
+                f"{ENV_VAR} is not set: the function was deployed without its config"
+            ) from None
 
 
 def config_for_tour(tour: Tour, names: WebhookNames) -> WebhookConfig:
