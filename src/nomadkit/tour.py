@@ -142,6 +142,11 @@ class Management(Model):
     address: str
     port: int = Field(22, ge=1, le=65535)
     user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]*$")
+    interface: IfName = Field("mgmt0", description="The NIC SSH arrives on (the only one SSH is allowed on).")
+    admin: str = Field("kitadmin", pattern=r"^[a-z_][a-z0-9_-]*$",
+                       description="Admin account made on the kit (SSH key only, sudo).")
+    authorized_keys: list[str] = Field(default_factory=list, description=(
+        "SSH public keys of the crew, for root and the admin; empty keeps the keys the image has."))
 
 
 class Uplink(Model):
@@ -170,6 +175,8 @@ class Stream(Model):
     latency_ms: int = Field(1200, ge=120, le=8000, description="SRT latency.")
     device: str = Field("/dev/video0", description="Capture device on a real kit.")
     audio_device: str = Field("hw:0", description="ALSA capture device on a real kit.")
+    segment_seconds: int = Field(60, ge=2, le=3600, description="Length of each local recording segment.")
+    keyframe_seconds: int = Field(2, ge=1, le=10, description="Keyframe interval (segments cut on them).")
 
 
 class CacheAsset(Model):
@@ -213,6 +220,16 @@ class Kit(Model):
     lan_interface: IfName = "lan0"
     recordings_dir: str = "/var/lib/nomadkit/recordings"
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    cache_max_mb: int = Field(2048, ge=16, le=1_000_000, description="proxy_cache size, assets not primed.")
+    journal_max_mb: int = Field(200, ge=16, le=100_000, description="journald's disk cap.")
+    time_servers: list[str] | None = Field(None, description=(
+        "NTP servers; None: Debian's pool on real kits, none in the lab (lab VMs never reach out)."))
+
+    def ntp_servers(self) -> list[str]:
+        """The NTP servers chrony uses: explicit ones, else the default for this hardware."""
+        if self.time_servers is not None:
+            return self.time_servers
+        return [] if self.hardware == "lab" else ["2.debian.pool.ntp.org"]
 
 
 class Stop(Model):
