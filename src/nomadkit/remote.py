@@ -1,0 +1,67 @@
+"""Running one command on a kit over SSH, with the same connection data pyinfra uses.
+
+The preflight and `nomadkit status` ask kits small questions (`chronyc tracking`, `df`, the
+agent's status) where a whole pyinfra deploy would be too heavy.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from nomadkit.errors import UserError
+
+
+class Unreachable(UserError):
+    """The kit did not answer over SSH; the message names it and says what to check."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    """SSH coordinates of one kit (from its pyinfra host data)."""
+
+    name: str
+    host: str
+    port: int = 22
+    user: str = "root"
+    key: str | None = None
+
+    @classmethod
+    def from_host_data(cls, name: str, data: dict[str, Any]) -> Remote:
+        return cls(name, data["ssh_hostname"], int(data.get("ssh_port", 22)),
+                   data.get("ssh_user", "root"), data.get("ssh_key"))
+
+    def argv(self, command: str) -> list[str]:
+        args = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR"]
+        if self.key:
+            args += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
+        return [*args, f"{self.user}@{self.host}", command]
+
+    def run(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `command` on the kit; raise `Unreachable` when SSH itself fails."""
+        try:
+            done = subprocess.run(self.argv(command), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Unreachable(
+                f"{self.name}: no answer over SSH within {timeout:.0f} s "
+                f"({self.user}@{self.host}:{self.port}) — is the kit on and reachable?") from None
+        if done.returncode == 255:
+            raise Unreachable(f"{self.name}: SSH to {self.user}@{self.host}:{self.port} failed: "
+                              f"{done.stderr.strip() or 'no reason given'} — check the kit's management "
+                              "address and that it is powered")
+        return done
+
+    def output(self, command: str, timeout: float = 60) -> str:
+        """stdout of a command that must succeed; its stderr explains a failure."""
+        done = self.run(command, timeout)
+        if done.returncode:
+            raise RuntimeError(f"`{command}` exited {done.returncode}: {done.stderr.strip()[:300]}")
+        return done.stdout
+
+
+def quote(*words: str) -> str:
+    return " ".join(shlex.quote(w) for w in words)

@@ -1,0 +1,92 @@
+"""The preflight runner: verdicts, GO / NO-GO, secrets kept out, drills run alone."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from nomadkit import ROOT
+from nomadkit.preflight.report import Report, write
+from nomadkit.preflight.runner import Check, Context, Failed, Skipped, Warned, run_all
+from nomadkit.tour import load_tour
+
+TOUR = load_tour(ROOT / "tours" / "demo.yaml")
+
+
+def _ctx(**kw) -> Context:
+    return Context(tour=TOUR, stop=TOUR.stops[0], endpoints=None, remotes={}, **kw)
+
+
+def _check(id_: str, fn, **kw) -> Check:
+    return Check(id_, id_, fn, **kw)
+
+
+def test_all_passing_checks_make_go_and_failures_make_no_go() -> None:
+    ok = _check("ok", lambda ctx, kit: {"kit": kit.name})
+    report = run_all([ok], _ctx(), Report(TOUR.name, "alfama"))
+    assert report.go and [r.evidence["kit"] for r in report.results] == ["kit-a", "kit-b"]
+
+    def fails(ctx, kit):
+        raise Failed("fix it", measured=3)
+
+    report = run_all([ok, _check("bad", fails, per_kit=False)], _ctx(), Report(TOUR.name, "alfama"))
+    assert not report.go
+    bad = report.results[-1]
+    assert (bad.id, bad.kit, bad.verdict, bad.hint, bad.evidence) == ("bad", None, "fail", "fix it",
+                                                                       {"measured": 3})
+
+
+def test_warnings_and_skips_do_not_block_but_are_reported() -> None:
+    def warn(ctx, kit):
+        raise Warned("battery low")
+
+    def skip(ctx, kit):
+        raise Skipped("no UPS on this kit")
+
+    report = run_all([_check("w", warn), _check("s", skip)], _ctx(), Report(TOUR.name, "alfama"))
+    assert report.go and report.counts() == {"pass": 0, "warn": 2, "fail": 0, "skip": 2}
+    assert "SKIP" in report.to_markdown() and "no UPS on this kit" in report.to_markdown()
+
+
+def test_a_crashing_check_is_a_failed_check_not_a_crashed_preflight() -> None:
+    def crash(ctx, kit):
+        raise KeyError("battery.runtime")
+
+    report = run_all([_check("crash", crash), _check("ok", lambda c, k: {})], _ctx(),
+                     Report(TOUR.name, "alfama"))
+    assert [r.verdict for r in report.results] == ["fail", "fail", "pass", "pass"]
+    assert "KeyError" in report.results[0].evidence["error"]
+
+
+def test_secrets_never_reach_the_report(tmp_path) -> None:
+    def leaky(ctx, kit):
+        raise Failed("webhook said: bad secret whsec_s3cr3tvalue", header="t=1,v1=whsec_s3cr3tvalue")
+
+    report = run_all([_check("leak", leaky, per_kit=False)], _ctx(secrets=["whsec_s3cr3tvalue"]),
+                     Report(TOUR.name, "alfama"))
+    paths = write(report, tmp_path, signature=None)
+    for path in paths.values():
+        assert "s3cr3t" not in path.read_text()
+    assert json.loads(paths["json"].read_text())["verdict"] == "NO-GO"
+
+
+def test_drills_run_alone_after_the_calm_checks() -> None:
+    running, overlaps, order = [], [], []
+    lock = threading.Lock()
+
+    def tracked(name):
+        def run(ctx, kit):
+            with lock:
+                running.append(name)
+                if name == "drill" and len(running) > 1:
+                    overlaps.append(list(running))
+                order.append(name)
+            with lock:
+                running.remove(name)
+            return {}
+        return run
+
+    checks = [_check("drill", tracked("drill"), exclusive=True), _check("calm", tracked("calm"))]
+    report = run_all(checks, _ctx(), Report(TOUR.name, "alfama"))
+    assert not overlaps and order.index("drill") > order.index("calm")
+    assert [r.id for r in report.results] == ["drill", "drill", "calm", "calm"]  # the checks' order
