@@ -132,12 +132,18 @@ def decide_checkout(event: Event, config: WebhookConfig, is_member: bool) -> Dec
     return Decision("ticketed", f"{qty} x {tier} for {stop}", ticket=order)
 
 
-def decide_subscription(event: Event) -> Decision:
-    """Keep the members table in step with the customer's subscription."""
+def decide_subscription(event: Event, stored_at: int | None) -> Decision:
+    """Keep the members table in step with the customer's subscription.
+
+    + stored_at: ``created`` of the event that last wrote this member, if any; events
+      arrive out of order, and an older one must not undo a newer one
+    """
     sub = event.obj
     customer, status = sub.get("customer"), sub.get("status")
     if not isinstance(customer, str) or not isinstance(status, str):
         raise MalformedEvent("a subscription event needs data.object.customer and .status")
+    if stored_at is not None and stored_at > event.created:
+        return Decision("ignored", f"older than the member state already recorded for {customer}")
     active = status in MEMBER_STATUSES and event.type != "customer.subscription.deleted"
     membership = Membership(
         customer=customer,

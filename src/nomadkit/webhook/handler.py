@@ -103,10 +103,12 @@ class Webhook:
 
     def decide(self, event: Event) -> Decision:
         if event.type in events.CHECKOUT_PAID:
-            customer = event.obj.get("customer")
-            return events.decide_checkout(event, self.config, self.store.is_member(customer))
+            member = self.store.member(event.obj.get("customer")) or {}
+            return events.decide_checkout(event, self.config, bool(member.get("active")))
         if event.type in events.SUBSCRIPTION:
-            return events.decide_subscription(event)
+            member = self.store.member(event.obj.get("customer")) or {}
+            stored_at = member.get("updated_at")
+            return events.decide_subscription(event, None if stored_at is None else int(stored_at))
         if event.type == events.REFUND:
             payment = event.obj.get("payment_intent")
             ticket_id = self.store.ticket_for_payment(payment) if isinstance(payment, str) else None

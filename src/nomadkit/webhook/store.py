@@ -69,15 +69,16 @@ class Store:
         """Every accepted endpoint secret: during a roll, store them space-separated."""
         return self.secret(self.config.webhook_secret_id).replace(",", " ").split()
 
-    def is_member(self, customer: str | None) -> bool:
-        if not customer:
-            return False
+    def member(self, customer: object) -> dict[str, Any] | None:
+        """The member row of a customer, if a subscription event ever named them."""
+        if not isinstance(customer, str) or not customer:
+            return None
         found = self.dynamodb.get_item(
             TableName=self.config.members_table,
             Key={"customer": {"S": customer}},
             ConsistentRead=True,
         ).get("Item")
-        return bool(found and _plain(found).get("active"))
+        return _plain(found) if found else None
 
     def ticket_for_payment(self, payment_intent: str) -> str | None:
         found = self.dynamodb.get_item(
@@ -161,8 +162,9 @@ class Store:
                 {"Update": {
                     "TableName": table,
                     "Key": {"pk": {"S": REVOCATIONS_KEY}},
-                    "UpdateExpression": "ADD ticket_ids :tid",
-                    "ExpressionAttributeValues": {":tid": {"SS": [tid]}},
+                    "UpdateExpression": "SET kind = :kind ADD ticket_ids :tid",
+                    "ExpressionAttributeValues": {":tid": {"SS": [tid]},
+                                                  ":kind": {"S": "revocations"}},
                 }},
             ]
         if decision.membership is not None:
