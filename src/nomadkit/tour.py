@@ -220,6 +220,7 @@ class Kit(Model):
     lan_interface: IfName = "lan0"
     recordings_dir: str = "/var/lib/nomadkit/recordings"
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    cache_port: int = Field(80, ge=1, le=65535, description="The venue LAN reaches the asset cache here.")
     cache_max_mb: int = Field(2048, ge=16, le=1_000_000, description="proxy_cache size, assets not primed.")
     journal_max_mb: int = Field(200, ge=16, le=100_000, description="journald's disk cap.")
     time_servers: list[str] | None = Field(None, description=(
