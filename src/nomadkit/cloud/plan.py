@@ -39,6 +39,7 @@ class PlannedResource:
     parent: str | None
     custom: bool
     inputs: dict[str, Any]
+    id: str = ""
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -205,7 +206,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             state = self.resources[response.urn].state
             self.recorded.append(PlannedResource(
                 request.type, request.name, parent, bool(request.custom), _plain(inputs),
-                _plain(state)))
+                response.id, _plain(state)))
         return response
 
 
