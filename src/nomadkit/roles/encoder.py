@@ -1,0 +1,170 @@
+"""encoder: ffmpeg per stream as systemd template units, in three profiles (the agent switches).
+
+- `nomadkit-encoder@S` (live): one encode at the top of the ladder, teed to local recording
+  segments and to the relay over SRT (an unreachable relay never stops the recording);
+- `nomadkit-encoder-fallback@S`: the same recording, plus an audio-only SRT stream;
+- `nomadkit-encoder-prewarm@S`: capture and encode at the live settings, output discarded.
+Real kits capture from V4L2 + ALSA; lab kits from lavfi test sources, in real time.
+Finished segments are listed in `<recordings_dir>/<stream>/segments.csv` (ffmpeg's segment
+list, rewritten when the encoder starts); the file being written is always the newest.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import StringCommand, deploy, operation
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.systemd import SystemdStatus
+from pyinfra.operations import server, systemd
+from pyinfra.operations.files import directory
+
+from nomadkit.endpoints import CloudEndpoints
+from nomadkit.inventory import kit_context
+from nomadkit.render import render
+from nomadkit.roles import Secret, redacted
+from nomadkit.roles.base import SERVICE_USER
+from nomadkit.roles.ops import Perm, changed, packages_present, put_all
+from nomadkit.tour import Kit, Stream, Tour
+
+PACKAGES = ("ffmpeg",)
+
+SCRIPT = "/usr/local/bin/nomadkit-encoder"
+UNITS = "/etc/systemd/system/"
+PROFILES = {
+    "live": ("nomadkit-encoder", "recording + SRT to the relay"),
+    "fallback": ("nomadkit-encoder-fallback", "recording + audio-only SRT (rollback)"),
+    "prewarm": ("nomadkit-encoder-prewarm", "capture and encode, output discarded"),
+}
+
+
+def unit(profile: str, stream: str = "") -> str:
+    """`nomadkit-encoder@stage.service`; without a stream, the template's own name."""
+    return f"{PROFILES[profile][0]}@{stream}.service"
+
+
+def inputs(kit: Kit, stream: Stream) -> list[str]:
+    """Capture device + ALSA on real kits; real-time lavfi test picture and tone in the lab."""
+    if kit.hardware == "lab":
+        return ["-re", "-f", "lavfi", "-i", f"testsrc2=size={stream.resolution}:rate={stream.fps}",
+                "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    return ["-thread_queue_size", "512", "-f", "v4l2", "-framerate", str(stream.fps),
+            "-video_size", stream.resolution, "-i", stream.device,
+            "-thread_queue_size", "512", "-f", "alsa", "-ac", "2", "-ar", "48000",
+            "-i", stream.audio_device]
+
+
+def video(stream: Stream) -> list[str]:
+    """H.264 at the top of the ladder, constant-ish bitrate, a keyframe every keyframe_seconds."""
+    kbps, gop = stream.bitrates_kbps[0], stream.fps * stream.keyframe_seconds
+    return ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+
+
+def audio(kbps: int) -> list[str]:
+    return ["-c:a", "aac", "-b:a", f"{kbps}k", "-ar", "48000", "-ac", "2"]
+
+
+def srt_url(kit: Kit, stream: Stream, endpoints: CloudEndpoints) -> str:
+    """The relay's SRT URL with this stream's id; SRT latency is in microseconds for ffmpeg."""
+    base = endpoints.relay_srt_url
+    sep = "&" if "?" in base else "?"
+    return (f"{base}{sep}streamid={kit.name}/{stream.name}&latency={stream.latency_ms * 1000}"
+            "&pkt_size=1316&mode=caller")
+
+
+def segments(kit: Kit, stream: Stream) -> tuple[str, str]:
+    """(segment muxer options, file pattern) for the local recording."""
+    folder = f"{kit.recordings_dir}/{stream.name}"
+    options = (f"segment_time={stream.segment_seconds}:segment_format=mpegts:strftime=1"
+               f":reset_timestamps=1:segment_list={folder}/segments.csv:segment_list_type=csv")
+    return options, f"{folder}/{stream.name}-%Y%m%dT%H%M%S.ts"
+
+
+def ffmpeg_args(kit: Kit, stream: Stream, profile: str, endpoints: CloudEndpoints | None) -> list[str]:
+    """The full ffmpeg command line of one stream in one profile."""
+    head = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats_period", "2",
+            "-progress", f"/run/nomadkit-encoder/{stream.name}/progress", *inputs(kit, stream)]
+    encode = ["-map", "0:v", "-map", "1:a", *video(stream), *audio(stream.audio_kbps)]
+    options, pattern = segments(kit, stream)
+    srt = f"|[f=mpegts:onfail=ignore]{srt_url(kit, stream, endpoints)}" if endpoints else ""
+    if profile == "prewarm":
+        return [*head, *encode, "-f", "null", "-"]
+    if profile == "live":
+        return [*head, *encode, "-f", "tee", "-use_fifo", "1", f"[f=segment:{options}]{pattern}{srt}"]
+    recording = [*head, *encode, "-f", "segment", *_as_flags(options), pattern]
+    if not endpoints:
+        return recording
+    return [*recording, "-map", "1:a", *audio(stream.audio_only_kbps), "-f", "tee",
+            srt.removeprefix("|")]
+
+
+def _as_flags(options: str) -> list[str]:
+    """`a=1:b=2` (tee slave options) -> ['-a', '1', '-b', '2'] (output options)."""
+    return [part for opt in options.split(":") for part in ("-" + opt.split("=", 1)[0], opt.split("=", 1)[1])]
+
+
+def files(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
+          secret: Secret = redacted) -> dict[str, str]:
+    """The encoder script (every stream, every profile) and the three template units."""
+    commands = {s.name: {p: shlex.join(ffmpeg_args(kit, s, p, endpoints)) for p in PROFILES}
+                for s in kit.streams}
+    out = {SCRIPT: render("encoder/encoder.sh.j2", kit=kit, commands=commands)}
+    for profile, (name, description) in PROFILES.items():
+        out[f"{UNITS}{name}@.service"] = render(
+            "encoder/encoder.service.j2", profile=profile, description=description,
+            others=[n for p, (n, _) in PROFILES.items() if p != profile], user=SERVICE_USER,
+            install=profile == "live")
+    return out
+
+
+@deploy("encoder: install")
+def install() -> None:
+    """ffmpeg and a recordings folder per stream, owned by the service user."""
+    _, kit, _ = kit_context(host.data)
+    packages_present(name="encoder packages", packages=PACKAGES)
+    for stream in kit.streams:
+        directory(name=f"Recordings of {stream.name}", path=f"{kit.recordings_dir}/{stream.name}",
+                  mode="750", user=SERVICE_USER, group=SERVICE_USER)
+
+
+@deploy("encoder: configure")
+def configure() -> dict[str, OperationMeta]:
+    tour, kit, endpoints = kit_context(host.data)
+    return put_all(files(tour, kit, endpoints), lambda path: Perm(mode="755" if path == SCRIPT else "644"))
+
+
+@deploy("encoder: activate")
+def activate(ops: dict[str, OperationMeta]) -> None:
+    """Live profile enabled at boot; started unless some profile already runs (the agent's
+    choice is kept); the running profile restarted when its script or units changed."""
+    _, kit, _ = kit_context(host.data)
+    server.shell(name="systemd: reload units (encoder units changed)", commands=["systemctl daemon-reload"],
+                 _if=changed(ops, UNITS))
+    for stream in kit.streams:
+        systemd.service(name=f"Encoder {stream.name}: live profile enabled at boot",
+                        service=unit("live", stream.name), running=None, enabled=True)
+        one_profile_running(name=f"Encoder {stream.name}: one profile running", stream=stream.name)
+        server.shell(name=f"Encoder {stream.name}: running profile restarted (script or units changed)",
+                     commands=[f"systemctl try-restart {' '.join(unit(p, stream.name) for p in PROFILES)}"],
+                     _if=changed(ops, SCRIPT, UNITS))
+
+
+@operation()
+def one_profile_running(stream: str):
+    """
+    The stream's encoder runs in some profile; the live one is started if none is running.
+
+    A profile the agent chose (fallback during an outage, prewarm before doors) is kept: a
+    deploy never switches the stream by itself.
+
+    + stream: stream name (the template units' instance)
+    """
+    units = [unit(p, stream) for p in PROFILES]
+    status = host.get_fact(SystemdStatus, services=units)
+    if any(status.get(u) for u in units):
+        host.noop(f"encoder {stream} is running")
+    else:
+        yield StringCommand("systemctl", "start", unit("live", stream))
