@@ -1,0 +1,1 @@
+"""Fleet operations: Ansible interop, signed pull-mode bundles, drift and rolling deploys."""
