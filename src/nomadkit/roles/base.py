@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 from pyinfra.operations.files import directory
 
@@ -12,7 +11,7 @@ from nomadkit.endpoints import CloudEndpoints
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, changed, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all, service
 from nomadkit.tour import Kit, Tour
 
 PACKAGES = ("openssh-server", "sudo", "chrony", "procps", "curl", "ca-certificates")
@@ -79,7 +78,7 @@ def install() -> None:
 
 
 @deploy("base: configure")
-def configure() -> dict[str, OperationMeta]:
+def configure() -> Puts:
     """Name the kit and put the base files."""
     tour, kit, endpoints = kit_context(host.data)
     ops = put_all(files(tour, kit, endpoints), lambda path: perm(kit, path))
@@ -90,10 +89,9 @@ def configure() -> dict[str, OperationMeta]:
 
 
 @deploy("base: activate")
-def activate(ops: dict[str, OperationMeta]) -> None:
+def activate(ops: Puts) -> None:
     """Reload sshd (never a restart: the deploy's own SSH session stays), journald, chrony, sysctl."""
     service("ssh", changed(ops, SSHD), reload=True)
     service("systemd-journald", changed(ops, JOURNALD))
     service("chrony", changed(ops, CHRONY))
-    server.shell(name="Apply the streaming sysctls", commands=[f"sysctl -q -p {SYSCTL}"],
-                 _if=changed(ops, SYSCTL))
+    apply("Streaming sysctls applied", "sysctl", changed(ops, SYSCTL), [f"sysctl -q -p {SYSCTL}"])

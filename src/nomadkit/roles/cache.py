@@ -10,15 +10,13 @@ from urllib.parse import urlsplit
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
-from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import server
 from pyinfra.operations.files import directory, link
 
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, changed, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all, service
 from nomadkit.tour import CacheAsset, Kit, Tour
 
 PACKAGES = ("nginx", "curl")
@@ -78,7 +76,7 @@ def install() -> None:
 
 
 @deploy("cache: configure")
-def configure() -> dict[str, OperationMeta]:
+def configure() -> Puts:
     tour, kit, endpoints = kit_context(host.data)
     ops = put_all(files(tour, kit, endpoints),
                   lambda path: Perm(mode="755") if path == PRIME else Perm())
@@ -88,17 +86,17 @@ def configure() -> dict[str, OperationMeta]:
 
 
 @deploy("cache: activate")
-def activate(ops: dict[str, OperationMeta]) -> None:
+def activate(ops: Puts) -> None:
     """nginx reloaded on changes; assets primed (only when the cloud is known)."""
     _, kit, endpoints = kit_context(host.data)
     service("nginx", changed(ops, SITE, "default-site"), reload=True)
     if endpoints is None:
         host.noop("cache: no cloud endpoints yet, assets not primed (run `nomadkit cloud up`)")
         return
-    server.shell(name="systemd: reload units (cache primer changed)", commands=["systemctl daemon-reload"],
-                 _if=changed(ops, PRIME_UNIT))
+    apply("systemd: units reloaded (cache primer)", "units-cache", changed(ops, PRIME_UNIT),
+          ["systemctl daemon-reload"])
     # The primer also runs at boot, for assets the deploy could not fetch.
-    service("nomadkit-cache-prime", changed(ops, PRIME_UNIT), running=None)
+    service("nomadkit-cache-prime", None, running=None)
     if kit.cache:
         primed(name=f"Cache primed: {len(kit.cache)} assets verified by sha256", assets=kit.cache,
                script=PRIME)

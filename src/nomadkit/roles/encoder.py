@@ -15,9 +15,8 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
-from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.systemd import SystemdStatus
-from pyinfra.operations import server, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.files import directory
 
 from nomadkit.endpoints import CloudEndpoints
@@ -25,7 +24,7 @@ from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
 from nomadkit.roles.base import SERVICE_USER
-from nomadkit.roles.ops import Perm, changed, packages_present, put_all
+from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all
 from nomadkit.tour import Kit, Stream, Tour
 
 PACKAGES = ("ffmpeg",)
@@ -69,7 +68,7 @@ def audio(kbps: int) -> list[str]:
 
 def srt_url(kit: Kit, stream: Stream, endpoints: CloudEndpoints) -> str:
     """The relay's SRT URL with this stream's id; SRT latency is in microseconds for ffmpeg."""
-    base = endpoints.relay_srt_url
+    base = endpoints.relay_srt_urls[stream.name]
     sep = "&" if "?" in base else "?"
     return (f"{base}{sep}streamid={kit.name}/{stream.name}&latency={stream.latency_ms * 1000}"
             "&pkt_size=1316&mode=caller")
@@ -131,25 +130,25 @@ def install() -> None:
 
 
 @deploy("encoder: configure")
-def configure() -> dict[str, OperationMeta]:
+def configure() -> Puts:
     tour, kit, endpoints = kit_context(host.data)
     return put_all(files(tour, kit, endpoints), lambda path: Perm(mode="755" if path == SCRIPT else "644"))
 
 
 @deploy("encoder: activate")
-def activate(ops: dict[str, OperationMeta]) -> None:
+def activate(ops: Puts) -> None:
     """Live profile enabled at boot; started unless some profile already runs (the agent's
     choice is kept); the running profile restarted when its script or units changed."""
     _, kit, _ = kit_context(host.data)
-    server.shell(name="systemd: reload units (encoder units changed)", commands=["systemctl daemon-reload"],
-                 _if=changed(ops, UNITS))
+    apply("systemd: units reloaded (encoder)", "units-encoder", changed(ops, UNITS),
+          ["systemctl daemon-reload"])
     for stream in kit.streams:
         systemd.service(name=f"Encoder {stream.name}: live profile enabled at boot",
                         service=unit("live", stream.name), running=None, enabled=True)
         one_profile_running(name=f"Encoder {stream.name}: one profile running", stream=stream.name)
-        server.shell(name=f"Encoder {stream.name}: running profile restarted (script or units changed)",
-                     commands=[f"systemctl try-restart {' '.join(unit(p, stream.name) for p in PROFILES)}"],
-                     _if=changed(ops, SCRIPT, UNITS))
+        apply(f"Encoder {stream.name}: running profile restarted with the new script and units",
+              f"encoder-{stream.name}", changed(ops, SCRIPT, UNITS),
+              [f"systemctl try-restart {' '.join(unit(p, stream.name) for p in PROFILES)}"])
 
 
 @operation()

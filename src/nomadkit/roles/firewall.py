@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
 
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, changed, interface_present, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, changed, interface_present, packages_present, put_all, service
 from nomadkit.tour import Kit, Tour
 
 PACKAGES = ("nftables",)
@@ -31,7 +30,7 @@ def install() -> None:
 
 
 @deploy("firewall: configure")
-def configure() -> dict[str, OperationMeta]:
+def configure() -> Puts:
     """Refuse to go on if the management interface is missing: SSH would be locked out."""
     tour, kit, endpoints = kit_context(host.data)
     interface_present(name=f"Management interface {kit.management.interface} exists",
@@ -41,6 +40,6 @@ def configure() -> dict[str, OperationMeta]:
 
 
 @deploy("firewall: activate")
-def activate(ops: dict[str, OperationMeta]) -> None:
+def activate(ops: Puts) -> None:
     """`reload` (nft -f) swaps the table atomically; a restart would flush every table first."""
     service("nftables", changed(ops, RULESET), reload=True)

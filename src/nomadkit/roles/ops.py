@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File, Sha256File
+from pyinfra.facts.files import File, FileContents, Sha256File
 from pyinfra.facts.hardware import NetworkDevices
 from pyinfra.operations import apt, files, systemd
 
@@ -33,13 +33,20 @@ class Perm:
 DEFAULT = Perm()
 
 
-def put_all(rendered: dict[str, str], perm: Callable[[str], Perm] = lambda _path: DEFAULT,
-            ) -> dict[str, OperationMeta]:
+class Puts(dict[str, OperationMeta]):
+    """What `configure` did: path -> its operation, plus what was put there (`rendered`)."""
+
+    def __init__(self, rendered: dict[str, str]) -> None:
+        super().__init__()
+        self.rendered = rendered
+
+
+def put_all(rendered: dict[str, str], perm: Callable[[str], Perm] = lambda _path: DEFAULT) -> Puts:
     """Put every rendered file with its permissions; returns each path's operation.
 
     The result feeds `activate`: a service restarts only if one of its files changed.
     """
-    ops: dict[str, OperationMeta] = {}
+    ops = Puts(rendered)
     for path, content in rendered.items():
         p = perm(path)
         if p.secret:
@@ -51,10 +58,70 @@ def put_all(rendered: dict[str, str], perm: Callable[[str], Perm] = lambda _path
     return ops
 
 
-def changed(ops: dict[str, OperationMeta], *paths_or_prefixes: str) -> Callable[[], bool]:
-    """An `_if` condition: did any put file matching these paths (or prefixes) change?"""
-    picked = [op for path, op in ops.items() if any(path.startswith(p) for p in paths_or_prefixes)]
-    return lambda: any(op.did_change() for op in picked)
+@dataclass(frozen=True)
+class Changed:
+    """The put files (paths or prefixes) a service or a command depends on.
+
+    Called, it says whether one of their operations changes something (an `_if` condition);
+    `digest()` fingerprints their rendered content, which `applied` records on the kit.
+    """
+
+    ops: dict[str, OperationMeta]
+    prefixes: tuple[str, ...]
+
+    def picked(self) -> list[str]:
+        return [path for path in self.ops if any(path.startswith(p) for p in self.prefixes)]
+
+    def __call__(self) -> bool:
+        return any(self.ops[path].changed for path in self.picked())
+
+    def digest(self) -> str:
+        rendered = getattr(self.ops, "rendered", {})
+        text = "\0".join(f"{path}\0{rendered.get(path, '')}" for path in sorted(self.picked()))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def changed(ops: dict[str, OperationMeta], *paths_or_prefixes: str) -> Changed:
+    """The files matching these paths (or prefixes), for `service`, `apply` or an `_if`."""
+    return Changed(ops, paths_or_prefixes)
+
+
+APPLIED = "/var/lib/nomadkit/applied"
+
+
+@operation()
+def applied(key: str, digest: str, commands: list[str], changed_now: Callable[[], bool]):
+    """
+    Run commands once for each new version of the files they apply, and record it on the kit.
+
+    `_if=op.did_change` alone loses a restart when a deploy is killed between putting a file
+    and restarting its service: the next run sees the file in place and changes nothing. Here
+    the kit keeps a record (`/var/lib/nomadkit/applied/KEY`: a digest of the files last
+    applied), written after the commands succeed; a run that finds an old record applies again.
+
+    + key: what is applied (a unit name, "systemd-units", ...)
+    + digest: fingerprint of the files the commands apply
+    + commands: shell commands (restart, reload, ...)
+    + changed_now: true when this run's operations changed one of those files
+
+    **Example:**
+
+    .. code:: python
+
+        applied(key="nginx", digest=files.digest(), commands=["systemctl reload nginx"],
+                changed_now=files)
+    """
+    record = host.get_fact(FileContents, path=f"{APPLIED}/{key}")
+    if record and record[0].strip() == digest and not changed_now():
+        host.noop(f"{key}: files already applied")
+        return
+    yield from commands
+    yield StringCommand(f"mkdir -p -m 700 {APPLIED} && echo {digest} > {APPLIED}/{key}")
+
+
+def apply(name: str, key: str, depends: Changed, commands: list[str]) -> OperationMeta:
+    """`applied` for a set of put files: `commands` run when they are new on this kit."""
+    return applied(name=name, key=key, digest=depends.digest(), commands=commands, changed_now=depends)
 
 
 @operation()
@@ -126,13 +193,14 @@ def interface_present(interface: str, why: str):
     yield from ()
 
 
-def service(unit: str, config_changed: Callable[[], bool], *, reload: bool = False,
+def service(unit: str, config: Changed | None, *, reload: bool = False,
             running: bool | None = True, enabled: bool = True) -> None:
-    """A unit enabled (or not) and running (None: left as it is), restarted or reloaded only if
-    its config changed and it is meant to run."""
+    """A unit enabled (or not) and running (None: left as it is); restarted (or reloaded) when
+    its config files are new on this kit, even if an earlier deploy was killed before it could."""
     state = {True: "running", False: "stopped", None: "left as it is"}[running]
     systemd.service(name=f"{unit}: {'enabled' if enabled else 'disabled'}, {state}",
                     service=unit, running=running, enabled=enabled)
-    if running:
-        systemd.service(name=f"{unit}: {'reloaded' if reload else 'restarted'} (its config changed)",
-                        service=unit, reloaded=reload, restarted=not reload, _if=config_changed)
+    if running and config is not None:
+        verb = "reload" if reload else "restart"
+        apply(f"{unit}: {verb}ed with its new config", f"unit-{unit}", config,
+              [f"systemctl {verb} {unit}"])

@@ -12,14 +12,13 @@ import secrets as random
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
 
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, changed, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, changed, packages_present, put_all, service
 from nomadkit.secrets import resolve, store
 from nomadkit.tour import Kit, Tour
 
@@ -76,14 +75,14 @@ def install() -> None:
 
 
 @deploy("power: configure")
-def configure() -> dict[str, OperationMeta]:
+def configure() -> Puts:
     tour, kit, endpoints = kit_context(host.data)
     ensure_password(password_ref(tour, kit))
     return put_all(files(tour, kit, endpoints, secret=resolve), perm)
 
 
 @deploy("power: activate")
-def activate(ops: dict[str, OperationMeta]) -> None:
+def activate(ops: Puts) -> None:
     """Driver, upsd, upsmon: each restarted only when its own files changed."""
     _, kit, _ = kit_context(host.data)
     service(f"nut-driver@{ups_name(kit)}", changed(ops, *DRIVER_FILES))

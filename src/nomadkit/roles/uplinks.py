@@ -17,14 +17,12 @@ import uuid
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import server
 
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, changed, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all, service
 from nomadkit.secrets import resolve
 from nomadkit.tour import Kit, Tour, Uplink
 
@@ -90,28 +88,28 @@ def install() -> None:
 
 
 @deploy("uplinks: configure")
-def configure() -> dict[str, OperationMeta]:
+def configure() -> Puts:
     """Put the files; the PINs are resolved here, on the operator's machine, at deploy time."""
     tour, kit, endpoints = kit_context(host.data)
     return put_all(files(tour, kit, endpoints, secret=resolve), perm)
 
 
 @deploy("uplinks: activate")
-def activate(ops: dict[str, OperationMeta]) -> None:
+def activate(ops: Puts) -> None:
     """Policy rule, ModemManager (real kits), NetworkManager; a changed connection is re-upped."""
     _, kit, _ = kit_context(host.data)
-    server.shell(name="systemd: reload units (policy routing unit changed)",
-                 commands=["systemctl daemon-reload"], _if=changed(ops, POLICY_UNIT))
+    apply("systemd: units reloaded (policy routing unit)", "units-uplinks", changed(ops, POLICY_UNIT),
+          ["systemctl daemon-reload"])
     service("nomadkit-policy-routing", changed(ops, POLICY_UNIT))
-    server.shell(name="udev: reload .link files (names apply to NICs plugged in from now on)",
-                 commands=["udevadm control --reload"], _if=changed(ops, LINKS))
+    apply("udev: .link files reloaded (names apply to NICs plugged in from now on)", "links",
+          changed(ops, LINKS), ["udevadm control --reload"])
     real = kit.hardware != "lab"
-    service("ModemManager", lambda: False, running=real, enabled=real)
+    service("ModemManager", None, running=real, enabled=real)
     service("NetworkManager", changed(ops, NM_CONF), reload=True)
-    server.shell(name="NetworkManager: re-read connection files",
-                 commands=["nmcli connection reload"], _if=changed(ops, CONNECTIONS))
+    apply("NetworkManager: connection files re-read", "nm-connections", changed(ops, CONNECTIONS),
+          ["nmcli connection reload"])
     for uplink in kit.uplinks:
         # An uplink with no carrier or no DHCP yet is not an error: NetworkManager keeps trying.
-        server.shell(name=f"NetworkManager: bring up nk-{uplink.name} (its connection changed)",
-                     commands=[f"nmcli --wait 20 connection up id nk-{uplink.name} || true"],
-                     _if=changed(ops, connection_path(uplink)))
+        apply(f"NetworkManager: nk-{uplink.name} brought up with its new connection",
+              f"nm-up-{uplink.name}", changed(ops, connection_path(uplink)),
+              [f"nmcli --wait 20 connection up id nk-{uplink.name} || true"])
