@@ -4,8 +4,9 @@
 sets up on a real kit: one table per uplink (100 + priority position), main-table default
 routes in priority order, rule 900 (main, suppress default) and rule 1000 (the active uplink).
 `net` holds the far ends and the edge address the agent probes. Cutting an uplink takes the far
-end down, so the kit sees no carrier, as QEMU's set_link or a pulled modem do; impairments are
-`tc netem` on the kit's side. Real kernel routing, real link cuts; everything is torn down on
+end down, so the kit sees no carrier, as QEMU's set_link or a pulled modem do; loss is an
+nftables `numgen random` drop on what the kit sends (this host's kernel has no netem; the QEMU
+lab uses netem inside its guests). Real kernel routing, real link cuts; everything is torn down on
 exit. Needs root. Traffic never leaves the two namespaces.
 """
 
@@ -34,6 +35,7 @@ class NetKit:
 
     uplinks: Sequence[str]
     prefix: str = field(default_factory=lambda: f"nk{os.getpid()}")
+    loss: dict[str, float] = field(default_factory=dict)
 
     @property
     def kit(self) -> str:
@@ -99,14 +101,25 @@ class NetKit:
     def restore(self, uplink: str) -> None:
         ip("-n", self.net, "link", "set", f"up-{uplink}", "up")
 
-    def impair(self, uplink: str, loss_pct: float = 0, delay_ms: int = 0) -> None:
-        """Loss and delay on what the kit sends over `uplink` (tc netem)."""
-        ip_args = ["tc", "qdisc", "replace", "dev", uplink, "root", "netem",
-                   "loss", f"{loss_pct}%", "delay", f"{delay_ms}ms"]
-        subprocess.run(self.in_kit(ip_args), check=True, capture_output=True)
+    def impair(self, uplink: str, loss_pct: float) -> None:
+        """Drop `loss_pct` % of what the kit sends over `uplink` (100: a silent blackhole)."""
+        self.loss[uplink] = loss_pct
+        self._apply_loss()
 
     def clear(self, uplink: str) -> None:
-        subprocess.run(self.in_kit(["tc", "qdisc", "del", "dev", uplink, "root"]), capture_output=True)
+        self.loss.pop(uplink, None)
+        self._apply_loss()
+
+    def _apply_loss(self) -> None:
+        rules = "".join(f'    oifname "{u}" ' + ("" if pct >= 100 else
+                        f"numgen random mod 100 < {round(pct)} ") + "drop\n" for u, pct in self.loss.items())
+        ruleset = ("table inet nomadkit_lab\ndelete table inet nomadkit_lab\n"
+                   "table inet nomadkit_lab {\n  chain out {\n"
+                   "    type filter hook output priority 0; policy accept;\n" + rules + "  }\n}\n")
+        done = subprocess.run(self.in_kit(["nft", "-f", "-"]), input=ruleset, text=True,
+                              capture_output=True)
+        if done.returncode:
+            raise RuntimeError(f"nft refused the loss rules: {done.stderr.strip()}\n{ruleset}")
 
     def active_rule(self) -> str:
         out = subprocess.run(["ip", "-n", self.kit, "rule", "show", "priority", "1000"],
