@@ -6,16 +6,15 @@ the way `inventories/tour.py` does, lab overrides (NOMADKIT_CONNECT) and cloud e
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nomadkit.deploy import cloud_endpoints
+from nomadkit.deploy.runner import connect_overrides
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.inventory import HostEntry, groups
-from nomadkit.paths import endpoints_file
 from nomadkit.tour import Tour, load_tour
 
 
@@ -36,21 +35,9 @@ class Fleet:
                         f"{', '.join(name for name, _ in self.hosts)}")
 
 
-def connect_overrides() -> dict[str, dict[str, Any]] | None:
-    """Per-kit SSH overrides from the JSON file NOMADKIT_CONNECT names (the lab writes one)."""
-    if "NOMADKIT_CONNECT" not in os.environ:
-        return None
-    path = Path(os.environ["NOMADKIT_CONNECT"])
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read kit connection overrides ({exc})") from None
-
-
 def load_fleet(path: str | Path) -> Fleet:
     """Read a tour file and put together what every fleet command needs."""
     tour = load_tour(path)
-    endpoints_path = endpoints_file(tour.name)
-    endpoints = CloudEndpoints.read(endpoints_path) if endpoints_path.exists() else None
-    hosts, _ = groups(tour, endpoints, connect_overrides())["all"]
+    endpoints = cloud_endpoints(tour)
+    hosts, _ = groups(tour, endpoints, connect_overrides(None))["all"]
     return Fleet(tour, endpoints, hosts)
