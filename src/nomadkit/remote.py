@@ -41,10 +41,12 @@ class Remote:
             args += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
         return [*args, f"{self.user}@{self.host}", command]
 
-    def run(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run `command` on the kit; raise `Unreachable` when SSH itself fails."""
+    def run(self, command: str, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `command` on the kit (stdin from `input`); raise `Unreachable` when SSH fails."""
         try:
-            done = subprocess.run(self.argv(command), capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(self.argv(command), capture_output=True, text=True,
+                                  timeout=timeout, input=input)
         except subprocess.TimeoutExpired:
             raise Unreachable(
                 f"{self.name}: no answer over SSH within {timeout:.0f} s "
@@ -55,12 +57,26 @@ class Remote:
                               "address and that it is powered")
         return done
 
-    def output(self, command: str, timeout: float = 60) -> str:
+    def output(self, command: str, timeout: float = 60, input: str | None = None) -> str:
         """stdout of a command that must succeed; its stderr explains a failure."""
-        done = self.run(command, timeout)
+        done = self.run(command, timeout, input)
         if done.returncode:
             raise RuntimeError(f"`{command}` exited {done.returncode}: {done.stderr.strip()[:300]}")
         return done.stdout
+
+
+    def http(self, method: str, url: str, body: str = "",
+             headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, str]:
+        """An HTTP request made BY the kit (its own network path), with curl on the kit."""
+        args = ["curl", "-sS", "-o", "-", "-w", "\\n%{http_code}", "-X", method,
+                "--max-time", str(int(timeout))]
+        for name, value in (headers or {}).items():
+            args += ["-H", f"{name}: {value}"]
+        if body:
+            args += ["--data-binary", "@-"]
+        out = self.output(quote(*args, url), timeout=timeout + 15, input=body or None)
+        text, _, code = out.rpartition("\n")
+        return int(code or 0), text
 
 
 def quote(*words: str) -> str:

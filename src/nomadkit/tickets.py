@@ -163,3 +163,20 @@ def verify_ticket(
     if ticket.tid in revoked:
         raise TicketRejected(f"ticket {ticket.tid} was refunded")
     return ticket
+
+
+def sign_document(private_key: str, data: bytes) -> str:
+    """Sign any document (a preflight report) with the tour key: `<kid>.<base64url signature>`."""
+    return f"{key_id(public_key_of(private_key))}.{_b64encode(_private_key(private_key).sign(data))}"
+
+
+def verify_document(public_key: str, data: bytes, signature: str) -> bool:
+    """True when `signature` (from `sign_document`) matches `data` and this public key."""
+    kid, _, sig = signature.strip().partition(".")
+    if kid != key_id(public_key):
+        return False
+    try:
+        _public_key(public_key).verify(_b64decode(sig), data)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True

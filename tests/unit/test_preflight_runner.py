@@ -90,3 +90,35 @@ def test_drills_run_alone_after_the_calm_checks() -> None:
     report = run_all(checks, _ctx(), Report(TOUR.name, "alfama"))
     assert not overlaps and order.index("drill") > order.index("calm")
     assert [r.id for r in report.results] == ["drill", "drill", "calm", "calm"]  # the checks' order
+
+
+def test_reports_are_signed_with_the_tour_key_and_tampering_shows(tmp_path) -> None:
+    from nomadkit import tickets
+
+    key = tickets.generate_ticket_key()
+    report = run_all([_check("ok", lambda c, k: {"x": 1})], _ctx(), Report(TOUR.name, "alfama"))
+    signature = tickets.sign_document(key, report.canonical())
+    paths = write(report, tmp_path, signature)
+    document = json.loads(paths["json"].read_text())
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    public = tickets.public_key_of(key)
+    assert tickets.verify_document(public, canonical, paths["signature"].read_text())
+    document["verdict"] = "GO" if document["verdict"] == "NO-GO" else "NO-GO"
+    tampered = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    assert not tickets.verify_document(public, tampered, paths["signature"].read_text())
+
+
+def test_preflight_lists_its_checks_and_refuses_unknown_stops() -> None:
+    import subprocess
+    import sys
+
+    listed = subprocess.run([sys.executable, "-m", "nomadkit.cli", "preflight", "--list"],
+                            capture_output=True, text=True, timeout=60)
+    for check_id in ("clock.sync", "payments.e2e", "failover.drill", "cdn.fallback",
+                     "door.checkin", "cache.primed", "rollback.armed", "power.battery"):
+        assert check_id in listed.stdout
+    done = subprocess.run([sys.executable, "-m", "nomadkit.cli", "preflight",
+                           str(ROOT / "tours" / "demo.yaml"), "--stop", "porto"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no stop named 'porto'" in done.stderr
+    assert "alfama" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,124 @@
+"""Checks of the paths between kits and the tour's cloud: payments, the door, the CDN.
+
+Payment events are sent BY a kit (curl on the kit), so they travel the venue network the
+real payment provider's customers will not — but the kit's own checkout and door traffic will.
+The signature header is computed here; the webhook secret never leaves this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from nomadkit import tickets
+from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped
+from nomadkit.secrets import resolve
+from nomadkit.tour import Kit
+from nomadkit.webhook.signature import compute_signature
+
+STALE_S = 600  # older than the webhook's 300 s tolerance
+
+
+def _first_kit(ctx: Context) -> Kit:
+    return ctx.kits[0]
+
+
+def _event(ctx: Context, tier: str) -> dict:
+    session = f"cs_preflight_{uuid.uuid4().hex[:12]}"
+    return {"id": f"evt_preflight_{uuid.uuid4().hex[:16]}", "type": "checkout.session.completed",
+            "created": int(time.time()), "livemode": False,
+            "data": {"object": {"id": session, "payment_status": "paid",
+                                "payment_intent": f"pi_{session}", "customer": "cus_preflight",
+                                "metadata": {"stop": ctx.stop.name, "tier": tier, "quantity": "1",
+                                             "preflight": "true"}}}}
+
+
+def _post_event(ctx: Context, event: dict, secret: str, at: int) -> tuple[int, dict]:
+    assert ctx.endpoints
+    body = json.dumps(event)
+    header = f"t={at},v1={compute_signature(at, body.encode(), secret)}"
+    status, text = ctx.remotes[_first_kit(ctx).name].http(
+        "POST", ctx.endpoints.webhook_url, body,
+        {"content-type": "application/json", "stripe-signature": header})
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, {"raw": text[:200]}
+
+
+def payments_end_to_end(ctx: Context, kit: Kit | None) -> Evidence:
+    """A signed test checkout lands once; its replay, a stale and a forged copy are refused."""
+    if ctx.endpoints is None:
+        raise Failed("no cloud endpoints — run `nomadkit cloud up` (or point NOMADKIT_ENDPOINTS at "
+                     "`pulumi stack output --json`)")
+    secret = resolve(ctx.tour.commerce.webhook_secret)
+    ctx.secrets.append(secret)
+    tier = next(t.name for t in ctx.tour.commerce.tiers if not t.members_only)
+    event, now = _event(ctx, tier), int(time.time())
+    valid = _post_event(ctx, event, secret, now)
+    again = _post_event(ctx, event, secret, now)
+    stale = _post_event(ctx, _event(ctx, tier), secret, now - STALE_S)
+    forged = _post_event(ctx, _event(ctx, tier), "whsec_not_the_tour_secret", now)
+    evidence = {"valid": [valid[0], valid[1].get("outcome")],
+                "duplicate": [again[0], again[1].get("duplicate")],
+                "stale": stale[0], "forged": forged[0], "from_kit": _first_kit(ctx).name}
+    if valid[0] != 200 or valid[1].get("outcome") != "ticketed":
+        raise Failed("the webhook did not ticket a correctly signed checkout — check that the "
+                     "webhook secret in the tour file matches the payment provider's and the "
+                     f"cloud's ({valid[1].get('reason') or valid[1]})", **evidence)
+    if again[0] != 200 or not again[1].get("duplicate"):
+        raise Failed("a replayed event was not recognised as a duplicate — the ledger is not "
+                     "recording event ids; redeploy the cloud", **evidence)
+    if stale[0] < 400 or forged[0] < 400:
+        raise Failed("a stale or forged event was accepted — the webhook must be redeployed "
+                     "before taking payments", **evidence)
+    return evidence
+
+
+def door_checkin_offline(ctx: Context, kit: Kit | None) -> Evidence:
+    """The kit admits a ticket signed with the tour key, once; a forged one never."""
+    assert kit
+    key = resolve(ctx.tour.commerce.ticket_key)
+    ctx.secrets.append(key)
+    remote = ctx.remotes[kit.name]
+    claims = {"tid": f"preflight-{uuid.uuid4().hex[:10]}", "tour": ctx.tour.name,
+              "stop": ctx.stop.name, "tier": "preflight", "qty": 1, "iat": int(time.time())}
+    token = tickets.sign_ticket(key, **claims)
+    forged = tickets.sign_ticket(tickets.generate_ticket_key(), **claims)
+    url = f"http://127.0.0.1:{kit.agent.http_port}/checkin"
+    answers = [remote.http("POST", url, json.dumps({"token": t, "door": "preflight"}),
+                           {"content-type": "application/json"}) for t in (token, token, forged)]
+    evidence = {"first": answers[0][0], "second": answers[1][0], "forged": answers[2][0]}
+    if answers[0][0] != 200:
+        raise Failed("the door refused a valid ticket — check the ticket public key in "
+                     f"/etc/nomadkit/agent.json matches the tour key ({answers[0][1][:120]})", **evidence)
+    if answers[1][0] != 409 or answers[2][0] != 422:
+        raise Failed("the door admitted a second scan or a forged ticket — redeploy the agent",
+                     **evidence)
+    return evidence
+
+
+def cdn_live(ctx: Context, kit: Kit | None) -> Evidence:
+    """Viewers get the live stream through the CDN edge, not the slate."""
+    if ctx.local_cloud is None or ctx.endpoints is None:
+        raise Skipped("needs the cloud's endpoints and a view of its edge")
+    return ctx.local_cloud.check_live(ctx)
+
+
+def cdn_fallback(ctx: Context, kit: Kit | None) -> Evidence:
+    """With the live origin down, the edge serves the slate within seconds."""
+    if ctx.local_cloud is None:
+        raise Skipped("the origin drill stops the relay: only the local cloud allows it here; on "
+                      "AWS run it in a staging stack")
+    return ctx.local_cloud.drill_fallback(ctx)
+
+
+CLOUD_CHECKS = [
+    Check("payments.e2e", "payments end to end from the venue network", payments_end_to_end,
+          per_kit=False),
+    Check("door.checkin", "door check-in verifies a ticket offline", door_checkin_offline),
+    Check("cdn.live", "live stream visible through the CDN", cdn_live, per_kit=False),
+    Check("cdn.fallback", "CDN falls back to the slate", cdn_fallback, per_kit=False,
+          exclusive=True),
+]

@@ -1,0 +1,128 @@
+"""Checks of a kit's uplinks: throughput while the stream runs, and failover drills.
+
+Drills cut a real link (the lab's `set_link`, outside the kit) and watch the agent move the
+traffic; they restore every link they cut, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped, Warned
+from nomadkit.remote import quote
+from nomadkit.tour import Kit
+
+HEADROOM = 1.5  # an uplink should carry the stream's top bitrate and half again
+DRILL_TIMEOUT_S = 15.0
+MOVE_GOAL_S = 2.0  # the agent's goal: traffic on another uplink within 2 s of a dead link
+
+
+def agent_status(ctx: Context, kit: Kit) -> dict:
+    status, text = ctx.remotes[kit.name].http(
+        "GET", f"http://127.0.0.1:{kit.agent.http_port}/status", timeout=5)
+    if status != 200:
+        raise Failed(f"the agent's status endpoint answered {status} — "
+                     "`systemctl status nomadkit-agent` on the kit")
+    return json.loads(text)
+
+
+def uplink_throughput(ctx: Context, kit: Kit | None) -> Evidence:
+    """Every uplink carries the stream's top bitrate with headroom (measured while it streams)."""
+    assert kit
+    if ctx.endpoints is None:
+        raise Failed("no cloud endpoints — run `nomadkit cloud up` first")
+    need_kbps = sum(s.bitrates_kbps[0] + s.audio_kbps for s in kit.streams) * HEADROOM
+    url = f"{ctx.endpoints.cdn_url.rstrip('/')}/preflight/probe.bin"
+    evidence: Evidence = {"need_kbps": round(need_kbps)}
+    weak = []
+    for uplink in sorted(kit.uplinks, key=lambda u: u.priority):
+        out = ctx.remotes[kit.name].run(quote(
+            "curl", "-s", "-o", "/dev/null", "--interface", uplink.name, "--max-time", "10",
+            "-w", "%{http_code} %{speed_download} %{time_connect}", url), timeout=30).stdout.split()
+        code, speed, connect = [*out, "000", "0", "0"][:3]
+        kbps = float(speed) * 8 / 1000
+        evidence[uplink.name] = {"http": int(code), "kbps": round(kbps), "connect_ms": round(
+            float(connect) * 1000, 1)}
+        if int(code) != 200 or kbps < need_kbps:
+            weak.append(uplink.name)
+    if weak and len(weak) == len(kit.uplinks):
+        raise Failed(f"no uplink carries {need_kbps:.0f} kbps ({', '.join(weak)}) — check SIMs, APNs "
+                     "and antenna placement, or lower the stream's bitrate ladder", **evidence)
+    if weak:
+        raise Warned(f"{', '.join(weak)} below {need_kbps:.0f} kbps — the stream runs, with less "
+                     "margin for failover", **evidence)
+    return evidence
+
+
+@contextmanager
+def cut(ctx: Context, kit: Kit, uplinks: list[str]) -> Iterator[None]:
+    """Cut uplinks for the length of a drill; always restore them."""
+    try:
+        for name in uplinks:
+            ctx.links.link(kit.name, name, False)
+        yield
+    finally:
+        for name in uplinks:
+            ctx.links.link(kit.name, name, True)
+
+
+def wait_active(ctx: Context, kit: Kit, wanted: set[str], timeout: float) -> tuple[str, float]:
+    """Poll the agent until its active uplink is one of `wanted`; return it and the seconds."""
+    start = time.monotonic()
+    active = ""
+    while time.monotonic() - start < timeout:
+        active = agent_status(ctx, kit).get("active") or ""
+        if active in wanted:
+            return active, time.monotonic() - start
+        time.sleep(0.2)
+    return active, time.monotonic() - start
+
+
+def _drill(ctx: Context, kit: Kit, cut_these: list[str], expect: set[str]) -> Evidence:
+    if ctx.links is None:
+        raise Skipped("drills cut links with the lab's link control; on a real kit pull the "
+                      "active modem's antenna and watch `nomadkit status`")
+    before = agent_status(ctx, kit).get("active")
+    with cut(ctx, kit, cut_these):
+        active, seconds = wait_active(ctx, kit, expect, DRILL_TIMEOUT_S)
+    back, back_s = wait_active(ctx, kit, {before}, DRILL_TIMEOUT_S * 2)
+    evidence = {"before": before, "cut": cut_these, "after": active, "moved_s": round(seconds, 2),
+                "returned_to": back, "return_s": round(back_s, 1)}
+    if active not in expect:
+        raise Failed(f"traffic did not move to {' or '.join(sorted(expect))} within "
+                     f"{DRILL_TIMEOUT_S:.0f} s — check `journalctl -u nomadkit-agent`", **evidence)
+    if seconds > MOVE_GOAL_S:
+        raise Warned(f"traffic moved in {seconds:.1f} s, over the {MOVE_GOAL_S:.0f} s goal — "
+                     "check the agent's probe settings in the tour file", **evidence)
+    return evidence
+
+
+def failover_drill(ctx: Context, kit: Kit | None) -> Evidence:
+    """Cut the active uplink: the agent moves the traffic to the next one."""
+    assert kit
+    active = agent_status(ctx, kit).get("active")
+    others = {u.name for u in kit.uplinks if u.name != active}
+    if not active:
+        raise Failed("the agent has no active uplink — every uplink is down; check the modems")
+    return _drill(ctx, kit, [active], others)
+
+
+def satellite_fallback(ctx: Context, kit: Kit | None) -> Evidence:
+    """Cut every modem: the agent falls back to the satellite."""
+    assert kit
+    modems = [u.name for u in kit.uplinks if u.kind == "modem"]
+    satellites = {u.name for u in kit.uplinks if u.kind == "satellite"}
+    if not satellites:
+        raise Skipped("this kit has no satellite uplink in the tour file")
+    return _drill(ctx, kit, modems, satellites)
+
+
+NETWORK_CHECKS = [
+    Check("uplink.throughput", "each uplink's throughput while streaming", uplink_throughput),
+    Check("failover.drill", "failover drill: cut the active uplink", failover_drill, exclusive=True),
+    Check("failover.satellite", "satellite fallback: cut every modem", satellite_fallback,
+          exclusive=True),
+]
