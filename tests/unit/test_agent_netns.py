@@ -25,6 +25,7 @@ import pytest
 from nomadkit import ROOT
 from nomadkit.netkit import EDGE, LISTENER, SENDER, NetKit, python
 from nomadkit.roles.agent import agent_config
+from nomadkit.status.cli import line
 from nomadkit.tour import load_tour
 
 UPLINKS = ("wwan0", "wwan1", "sat0")
@@ -154,6 +155,7 @@ def test_cutting_wwan0_moves_stream_to_wwan1(netkit: NetKit, start_agent, tmp_pa
     rows = stream.finish()
     assert status["uplinks"]["wwan0"]["state"] == "dead"
     assert "lookup 102" in netkit.active_rule()
+    assert "active wwan1" in line(status) and "wwan0:dead" in line(status)
     before = [uplink_of(netkit, src) for t, _, src in rows if t < cut_at]
     after = [uplink_of(netkit, src) for t, _, src in rows if t > cut_at + 2]
     assert set(before) == {"wwan0"} and after and set(after) == {"wwan1"}
@@ -167,9 +169,9 @@ def test_blackholed_wwan0_with_carrier_is_left_by_probes(netkit: NetKit, start_a
     agent = start_agent()
     cut_at = time.time()
     netkit.impair("wwan0", loss_pct=100)
-    status = agent.wait("traffic off wwan0", lambda s: s["active"] == "wwan1")
+    status = agent.wait("traffic off wwan0, found dead by probes alone", lambda s: s["active"] == "wwan1"
+                        and s["uplinks"]["wwan0"]["state"] == "dead")
     assert status["uplinks"]["wwan0"]["carrier"] is True
-    assert status["uplinks"]["wwan0"]["state"] == "dead"
     switched_at = next(e["at"] for e in reversed(status["events"]) if e["event"] == "switch")
     print(f"\nFIGURE blackhole_detection_s={switched_at - cut_at:.3f}")
 

@@ -1,0 +1,110 @@
+"""`nomadkit status FILE [--json]`: each kit's agent status, over SSH (as pyinfra reaches kits).
+
+The agent rewrites /run/nomadkit/status.json every second; reading it over SSH works through
+the firewall (SSH is the one port open on management) and through the lab's port forwards.
+Connection overrides come from NOMADKIT_CONNECT, exactly as for the pyinfra inventory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from nomadkit.errors import UserError
+from nomadkit.tour import Kit, load_tour
+
+STATUS_FILE = "/run/nomadkit/status.json"
+
+
+def ssh_argv(kit: Kit, connect: dict[str, Any]) -> list[str]:
+    """ssh options for one kit: the tour's management address, or the lab's overrides."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "-p", str(connect.get("ssh_port", kit.management.port))]
+    if connect.get("ssh_key"):
+        argv += ["-i", str(connect["ssh_key"])]
+    if connect.get("ssh_known_hosts_file"):
+        argv += ["-o", f"UserKnownHostsFile={connect['ssh_known_hosts_file']}"]
+    if connect.get("ssh_strict_host_key_checking"):
+        argv += ["-o", f"StrictHostKeyChecking={connect['ssh_strict_host_key_checking']}"]
+    user = connect.get("ssh_user", kit.management.user)
+    return [*argv, f"{user}@{connect.get('ssh_hostname', kit.management.address)}"]
+
+
+def read_status(kit: Kit, connect: dict[str, Any]) -> dict[str, Any]:
+    """One kit's status, or {"error": ...} saying why it could not be read."""
+    try:
+        done = subprocess.run([*ssh_argv(kit, connect), "cat", STATUS_FILE],
+                              capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return {"kit": kit.name, "error": "SSH timed out — is the kit on and reachable?"}
+    if done.returncode:
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        return {"kit": kit.name, "error": f"cannot read {STATUS_FILE}: {why}"}
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {"kit": kit.name, "error": f"{STATUS_FILE} is not JSON — is nomadkit-agent running?"}
+
+
+def overrides() -> dict[str, dict[str, Any]]:
+    path = os.environ.get("NOMADKIT_CONNECT")
+    if not path:
+        return {}
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read kit connection overrides ({exc})") from None
+
+
+def line(status: dict[str, Any]) -> str:
+    """One kit in a few lines: path, uplinks, encoder, queue, power, disk, clock, alerts."""
+    if "error" in status:
+        return f"{status['kit']:<8} UNREACHABLE  {status['error']}"
+    age = time.time() - status["at"]
+    uplinks = "  ".join(f"{name}:{u['state']}" + (f" {u['rtt_ms']:.0f}ms" if u.get("rtt_ms") else "")
+                        + (f" {u['loss_pct']:.0f}%loss" if u.get("loss_pct") else "")
+                        for name, u in status["uplinks"].items())
+    up = status["uploads"]
+    battery, disk, clock = status["battery"], status["disk"], status["clock"]
+    out = [f"{status['kit']:<8} active {status['active'] or 'none'}  |  {uplinks}"
+           + (f"  (status {age:.0f}s old)" if age > 5 else ""),
+           f"{'':<8} encoder {status['encoder']['profile'] or '-'}  uploads "
+           f"{up.get('segments', {})} {up.get('bytes_waiting', 0) // 2**20} MiB waiting  door "
+           f"{status['door'].get('admitted', 0)} admitted, {status['door'].get('unsynced', 0)} unsynced",
+           f"{'':<8} battery {battery.get('charge_pct', '?')}% {battery.get('status', '')}  disk "
+           f"{disk.get('free_mb', '?')} MB free  clock "
+           + (f"{clock['offset_ms']} ms ({clock['leap']})" if clock.get("ok") is not None and
+              "offset_ms" in clock else clock.get("error", "?"))]
+    if status.get("doors_open_lock"):
+        out.append(f"{'':<8} doors open for {status['doors_open_lock']['stop']}: deploys refused")
+    out += [f"{'':<8} ALERT {name}: {text}" for name, text in status.get("alerts", {}).items()]
+    return "\n".join(out)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show every kit of a tour at a glance (from each kit's agent, over SSH)."""
+    tour = load_tour(args.file)
+    kits = [tour.kit(args.kit)] if args.kit else list(tour.kits)
+    connect = overrides()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda k: read_status(k, connect.get(k.name, {})), kits))
+    if args.json:
+        print(json.dumps(statuses, indent=2, sort_keys=True))
+    else:
+        print("\n".join(line(s) for s in statuses))
+    return 1 if any("error" in s for s in statuses) else 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="every kit of a tour at a glance",
+                                   description=cmd_status.__doc__)
+    parser.add_argument("file", type=Path, help="the tour file (YAML)")
+    parser.add_argument("--kit", help="only this kit")
+    parser.add_argument("--json", action="store_true", help="print each kit's full status as JSON")
+    parser.set_defaults(func=cmd_status)
