@@ -46,10 +46,11 @@ def run(cmd: list[str], stdin: str | None = None) -> tuple[int, str]:
 
 def sandboxed(out: Path, binds: list[str], script: str, net: bool = False,
               tmpfs: tuple[str, ...] = ()) -> tuple[int, str]:
-    """Run a shell script in a private mount namespace with `out/<dir>` mounted over `/<dir>`."""
+    """Run a shell script in a private mount namespace with `out/<dir>` mounted over `/<dir>`
+    (for each rendered one of `binds`) and empty tmpfs over `tmpfs`."""
     lines = ["set -eu"]
     lines += [f"mount -t tmpfs tmpfs {shlex.quote(d)}" for d in tmpfs]
-    for kit_dir in binds:
+    for kit_dir in (d for d in binds if (out / d.lstrip("/")).exists()):
         lines.append(f"mkdir -p {shlex.quote(kit_dir)}")
         lines.append(f"mount --bind {shlex.quote(str(out) + kit_dir)} {shlex.quote(kit_dir)}")
     if net:
@@ -66,7 +67,8 @@ def verdict(name: str, files: list[str], code: int, output: str, ok: bool | None
 
 def check_nginx(out: Path, kit: Kit) -> Result:
     files = ["/etc/nginx/conf.d/nomadkit-cache.conf"]
-    code, output = sandboxed(out, ["/etc/nginx/conf.d"], "nginx -t",
+    # The cache role's install stage makes /var/cache/nginx/nomadkit (nginx makes only the last level).
+    code, output = sandboxed(out, ["/etc/nginx/conf.d"], "mkdir -p /var/cache/nginx/nomadkit && nginx -t",
                              tmpfs=("/etc/nginx/sites-enabled", "/var/cache", "/var/log/nginx"))
     return verdict("nginx -t", files, code, output)
 
@@ -76,7 +78,7 @@ def check_systemd(out: Path, kit: Kit) -> Result:
     names = [Path(u).name for u in units if "@." not in u]
     names += [encoder.unit(p, s.name) for s in kit.streams for p in encoder.PROFILES]
     script = "systemd-analyze verify " + " ".join(shlex.quote(f"/etc/systemd/system/{n}") for n in names)
-    code, output = sandboxed(out, ["/etc/systemd/system", "/usr/local/bin"], script,
+    code, output = sandboxed(out, ["/etc/systemd/system", "/usr/local", "/opt/nomadkit"], script,
                              tmpfs=("/run",))
     # systemd-analyze exits 0 on warnings (unknown keys are "ignored"): any remark is a failure.
     return verdict("systemd-analyze verify", ["/" + u for u in units], code, output,
@@ -101,7 +103,7 @@ def check_sshd(out: Path, kit: Kit) -> Result:
 
 
 def check_sudoers(out: Path, kit: Kit) -> Result:
-    code, output = run(["visudo", "-c", "-q", "-f", str(out / "etc/sudoers.d/nomadkit")])
+    code, output = run(["visudo", "-c", "-f", str(out / "etc/sudoers.d/nomadkit")])
     return verdict("visudo -c", ["/etc/sudoers.d/nomadkit"], code, output)
 
 
@@ -135,16 +137,20 @@ def check_nut(out: Path, kit: Kit) -> Result:
     upsmon must log in (config and password agree) and, in the lab, upsc must read the battery."""
     ups = power.ups_name(kit)
     lab = kit.hardware == "lab"
+    driver = f"/lib/nut/dummy-ups -a {ups} -u root -F >/run/driver.log 2>&1 & pids=\"$pids $!\""
+    battery = (f'wait_for "upsc {ups}@127.0.0.1 battery.runtime"; '
+               f'runtime=$(upsc {ups}@127.0.0.1 battery.runtime 2>/run/upsc.err) || '
+               'runtime="failed: $(cat /run/upsc.err)"')
     script = f"""
+wait_for() {{ for _ in $(seq 50); do sh -c "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }}
 mkdir -p /run/nut
 pids=""
-{f'/lib/nut/dummy-ups -a {ups} -u root -F >/run/driver.log 2>&1 & pids="$pids $!"; sleep 1' if lab else ''}
+{driver if lab else ''}
 /lib/nut/upsd -u root -F >/run/upsd.log 2>&1 & pids="$pids $!"
-sleep 1
+wait_for "upsc -l 127.0.0.1" || true
 /lib/nut/upsmon -p -F >/run/upsmon.log 2>&1 & pids="$pids $!"
-sleep 2
-{f'runtime=$(upsc {ups}@127.0.0.1 battery.runtime 2>&1) || runtime="upsc failed: $runtime"' if lab
- else 'runtime=n/a'}
+wait_for "grep -q 'logged into UPS' /run/upsd.log" || true
+{battery if lab else 'runtime=n/a'}
 kill $pids 2>/dev/null; wait 2>/dev/null || true
 cat /run/upsd.log /run/upsmon.log
 echo "battery.runtime: $runtime"

@@ -73,6 +73,8 @@ def primed(assets: list[CacheAsset], script: str):
 def install() -> None:
     packages_present(name="cache packages", packages=PACKAGES)
     directory(name="Cache store", path=STORE, mode="755")
+    directory(name="nginx proxy_cache (nginx makes only the last level itself)",
+              path="/var/cache/nginx/nomadkit", mode="700", user="www-data", group="www-data")
 
 
 @deploy("cache: configure")
