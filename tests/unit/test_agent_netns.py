@@ -186,7 +186,9 @@ def test_cutting_both_modems_moves_to_satellite_and_back(netkit: NetKit, start_a
     agent.wait("back on a modem", lambda s: s["active"] == "wwan1")
     netkit.restore("wwan0")
     agent.wait("back on the primary", lambda s: s["active"] == "wwan0")
-    assert [s["to"] for s in agent.switches()] == ["sat0", "wwan1", "wwan0"]
+    moves = [s["to"] for s in agent.switches()]
+    # between the two cuts the agent may already have moved to wwan1 (it reacts in milliseconds)
+    assert moves in (["sat0", "wwan1", "wwan0"], ["wwan1", "sat0", "wwan1", "wwan0"])
 
 
 def test_lossy_wwan0_is_left_before_it_dies_and_regained_without_flapping(
