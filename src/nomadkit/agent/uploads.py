@@ -33,7 +33,7 @@ log = logging.getLogger("nomadkit.agent.uploads")
 
 PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB (except the last part)
 IDLE_S = 60.0  # the newest segment of a stream counts as finished once untouched this long
-SKIP_SUFFIXES = (".part", ".tmp")
+SKIP_SUFFIXES = (".part", ".tmp", ".csv")  # .csv: the encoder's segment list, not a recording
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
