@@ -266,3 +266,32 @@ def test_publish_then_the_kit_fetches_latest(tour_file: Path, bucket: Path, kit_
     assert json.loads(capsys.readouterr().out)["version"] > result["version"]
     assert main(["bundle", str(tour_file), "--kit", "kit-a", "--publish", "--version", "5"]) == 1
     assert "not newer than the published" in capsys.readouterr().err
+
+
+# --- the pull role: what a pull-mode kit gets ---------------------------------------------------
+
+
+def test_pull_role_renders_nothing_for_tours_without_pull_mode() -> None:
+    from nomadkit.roles import pull
+    from nomadkit.tour import load_tour
+
+    tour = load_tour(ROOT / "tours" / "demo.yaml")
+    assert pull.files(tour, tour.kit("kit-a"), None) == {}
+
+
+def test_pull_role_files_hold_the_public_key_and_redacted_secrets(fleet: Fleet, tmp_path: Path) -> None:
+    import subprocess
+
+    from nomadkit.roles import pull
+
+    rendered = pull.files(fleet.tour, fleet.tour.kit("kit-a"), None)
+    config = json.loads(rendered[pull.CONFIG])
+    assert config["public_key"] == public(fleet) and config["url"] is None and config["kit"] == "kit-a"
+    assert rendered[f"{pull.SECRETS}/kit_a_wwan0_pin"] == "REDACTED-kit_a_wwan0_pin\n"
+    assert rendered[f"{pull.PREFIX}/nomadkit/fleet/pullkit.py"] == (
+        ROOT / "src" / "nomadkit" / "fleet" / "pullkit.py").read_text()
+    for path in (pull.SERVICE, pull.TIMER):
+        (tmp_path / Path(path).name).write_text(rendered[path])
+    done = subprocess.run(["systemd-analyze", "verify", "nomadkit-pull.timer", "nomadkit-pull.service"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr

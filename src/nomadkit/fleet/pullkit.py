@@ -150,7 +150,7 @@ class Config:
     """/etc/nomadkit/pull.json, written by the pull role."""
 
     kit: str
-    url: str
+    url: str | None  # None until the cloud is up (the pull role renders it from the endpoints)
     public_key: str
     state_dir: Path
     venv: Path
@@ -218,8 +218,11 @@ def apply(bundle: Bundle, release: Path, config: Config) -> subprocess.Completed
 def pull_once(config: Config, data: bytes | None = None) -> dict[str, Any]:
     """Fetch (unless `data` is given), verify, apply; return and record the status."""
     current = applied_version(config)
+    if data is None and config.url is None:
+        return write_status(config, state="unconfigured",
+                            reason="no bundle URL yet: push-deploy the kit once the cloud is up")
     try:
-        data = fetch(config.url) if data is None else data
+        data = fetch(config.url) if data is None else data  # type: ignore[arg-type]
     except (urllib.error.URLError, OSError) as exc:
         return write_status(config, state="unreachable", reason=f"cannot fetch {config.url}: {exc}")
     try:
