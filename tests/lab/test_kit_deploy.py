@@ -1,0 +1,381 @@
+"""The kit deploy on booted lab kits: converges, stays converged, repairs drift, survives a kill
+and a reboot, and the kits do what the tour says (uplinks, firewall, SSH, cache, encoder, power).
+
+The tour is the demo tour with its two kits mapped onto the lab's VMs (`hardware: lab`). The
+cloud is stood in for on this machine's loopback, reached from the kits through their uplinks at
+the lab's cloud address: an HTTP server holding the preview assets (the CDN) and one SRT listener
+per stream (the relay). Change counts are pyinfra's own results (nomadkit.deploy.runner).
+Figures (first apply, no-change re-run, 1 vs 2 kits) are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nomadkit import ROOT
+from nomadkit.deploy import write_tree
+from nomadkit.deploy.runner import KitResult, deploy
+from nomadkit.endpoints import CloudEndpoints
+from nomadkit.lab.lab import Lab, free_port
+from nomadkit.lab.net import CLOUD_ADDRESS
+from nomadkit.paths import cache_root
+from nomadkit.roles import agent, encoder, power
+from nomadkit.secrets import store
+from nomadkit.tour import Tour, load_tour
+
+pytestmark = pytest.mark.lab
+
+ASSETS = ROOT / "tours" / "demo-assets"
+FIGURES: dict[str, Any] = {}
+
+
+class Kits:
+    """The lab tour and everything a deploy of it needs, as files (as a user would have them)."""
+
+    def __init__(self, lab: Lab, folder: Path, cdn_port: int, srt_ports: dict[str, int]) -> None:
+        self.lab, self.folder = lab, folder
+        data = yaml.safe_load((ROOT / "tours" / "demo.yaml").read_text())
+        data["assets_dir"] = str(ASSETS)
+        lab_kits = list(lab.state()["kits"])
+        renames = dict(zip((k["name"] for k in data["kits"]), lab_kits, strict=False))
+        for kit in data["kits"]:
+            name = kit["name"] = renames[kit["name"]]
+            state = lab.kit(name)
+            kit["hardware"] = "lab"
+            kit["management"] = {"address": "127.0.0.1", "port": state["ssh_port"], "user": "root"}
+            for uplink in kit["uplinks"]:
+                uplink["mac"] = state["uplinks"][uplink["name"]]["mac"]
+            for stream in kit["streams"]:
+                stream["segment_seconds"] = 4
+        for stop in data["stops"]:
+            stop["kits"] = [renames[k] for k in stop["kits"]]
+        self.tour_file = folder / "lab-tour.yaml"
+        self.tour_file.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.tour: Tour = load_tour(self.tour_file)
+        self.connect = folder / "connect.json"
+        self.connect.write_text(json.dumps({name: {
+            "ssh_key": str(lab.key), "ssh_known_hosts_file": "/dev/null",
+            "ssh_strict_host_key_checking": "no"} for name in lab_kits}))
+        values: dict[str, Any] = {n: f"lab-{n}" for n, f in CloudEndpoints.model_fields.items()
+                                  if f.is_required()}
+        values |= {"region": "eu-west-1", "cdn_url": f"http://{CLOUD_ADDRESS}:{cdn_port}",
+                   "relay_srt_urls": {s: f"srt://{CLOUD_ADDRESS}:{p}" for s, p in srt_ports.items()}}
+        self.endpoints = CloudEndpoints.model_validate(values)
+        self.endpoints_file = folder / "endpoints.json"
+        self.endpoints_file.write_text(self.endpoints.model_dump_json())
+        for kit in self.tour.kits:  # what `nomadkit cloud up` stores for each kit's agent
+            for ref in agent.credential_refs(self.tour, kit):
+                store(ref, f"lab-test-{ref.rsplit('_', 1)[1]}")
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.tour.kits]
+
+    def deploy(self, **kwargs: Any) -> dict[str, KitResult]:
+        results = deploy(self.tour_file, connect_file=self.connect, endpoints_file=self.endpoints_file,
+                         **kwargs)
+        return {r.kit: r for r in results}
+
+    def env(self) -> dict[str, str]:
+        """How `pyinfra inventories/tour.py deploys/kit.py` is pointed at this tour."""
+        return {**os.environ, "NOMADKIT_TOUR": str(self.tour_file), "NOMADKIT_CONNECT": str(self.connect),
+                "NOMADKIT_ENDPOINTS": str(self.endpoints_file), "PYTHONUNBUFFERED": "1"}
+
+    def on(self, kit: str, command: str, timeout: float = 120) -> str:
+        done = self.lab.ssh(kit, command, timeout=timeout)
+        assert done.returncode == 0, f"{kit}: `{command}` failed ({done.returncode}): {done.stderr}"
+        return done.stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures() -> Iterator[dict[str, Any]]:
+    """The figures this module measures, printed and kept in the cache for bench/ (not asserted)."""
+    yield FIGURES
+    if FIGURES:
+        out = cache_root() / "bench" / "kit-deploy.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(FIGURES, indent=2))
+        print(f"\nkit deploy figures (lab, {out}):\n" + json.dumps(FIGURES, indent=2))
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("secrets")
+    old = os.environ.get("NOMADKIT_SECRETS")
+    os.environ["NOMADKIT_SECRETS"] = str(folder)
+    yield folder
+    if old is None:
+        del os.environ["NOMADKIT_SECRETS"]
+    else:
+        os.environ["NOMADKIT_SECRETS"] = old
+
+
+@pytest.fixture(scope="module")
+def cdn() -> Iterator[int]:
+    """The tour's CDN, stood in for on loopback: the preview assets, as files."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(ASSETS))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, Path]]]:
+    """The ingest relay, stood in for: an SRT listener per stream of the demo tour, on loopback."""
+    folder = tmp_path_factory.mktemp("relay")
+    streams = [s.name for k in load_tour(ROOT / "tours" / "demo.yaml").kits for s in k.streams]
+    listeners, procs = {}, []
+    for name in streams:
+        port, capture = free_port(), folder / f"{name}.ts"
+        sink = capture.open("wb")
+        procs.append((subprocess.Popen(["srt-live-transmit", "-q", f"srt://127.0.0.1:{port}?mode=listener",
+                                        "file://con"], stdout=sink, stderr=subprocess.DEVNULL), sink))
+        listeners[name] = (port, capture)
+    yield listeners
+    for proc, sink in procs:
+        proc.terminate()
+        proc.wait(timeout=10)
+        sink.close()
+
+
+@pytest.fixture(scope="module")
+def kits(lab: Lab, tmp_path_factory: pytest.TempPathFactory, secrets_dir: Path, cdn: int,
+         relay: dict[str, tuple[int, Path]]) -> Kits:
+    return Kits(lab, tmp_path_factory.mktemp("kits"), cdn, {s: p for s, (p, _) in relay.items()})
+
+
+@pytest.fixture(scope="module")
+def first(kits: Kits) -> dict[str, KitResult]:
+    """The first deploy of both kits together, from the lab's fresh kits."""
+    t0 = time.monotonic()
+    results = kits.deploy()
+    FIGURES["first apply, 2 kits together (wall s)"] = round(time.monotonic() - t0, 1)
+    for name, r in results.items():
+        FIGURES[f"first apply {name} (s)"] = round(r.seconds, 1)
+    return results
+
+
+def test_first_deploy_of_two_kits_succeeds(first: dict[str, KitResult]) -> None:
+    for name, result in first.items():
+        assert (result.status, result.error) == ("ok", ""), name
+        assert result.changed > 20, f"{name}: a fresh kit should need many changes"
+
+
+def test_second_run_reports_zero_changes(kits: Kits, first: dict[str, KitResult]) -> None:
+    t0 = time.monotonic()
+    results = kits.deploy()
+    FIGURES["no-change re-run, 2 kits together (wall s)"] = round(time.monotonic() - t0, 1)
+    for name, result in results.items():
+        FIGURES[f"no-change re-run {name} (s)"] = round(result.seconds, 1)
+        assert result.status == "ok", result.error
+        assert (result.changed, result.changes) == (0, []), name
+        assert result.operations > 50
+    t0 = time.monotonic()
+    one = kits.deploy(kit=kits.names[0])
+    FIGURES["no-change re-run, 1 kit alone (wall s)"] = round(time.monotonic() - t0, 1)
+    assert one[kits.names[0]].changed == 0
+
+
+def test_uplinks_have_their_connections_metrics_and_routing_tables(kits: Kits, first: Any) -> None:
+    for name in kits.names:
+        active = kits.on(name, "nmcli -t -f NAME,DEVICE connection show --active")
+        for uplink in ("wwan0", "wwan1", "sat0"):
+            assert f"nk-{uplink}:{uplink}" in active.split(), active
+        routes = kits.on(name, "ip -4 route show default")
+        metrics = {m[0]: int(m[1]) for m in re.findall(r"dev (\w+) .*metric (\d+)", routes)}
+        assert metrics == {"wwan0": 101, "wwan1": 102, "sat0": 103}, routes
+        assert "900:\tfrom all lookup main suppress_prefixlength 0" in kits.on(name, "ip -4 rule show")
+        for uplink in ("wwan0", "wwan1", "sat0"):
+            table = kits.on(name, f"ip -4 route show table nk-{uplink}")
+            assert re.search(rf"default via [\d.]+ dev {uplink}", table), table
+        # a probe pinned to one uplink by its table reaches the cloud through it
+        kits.on(name, f"ip -4 route get {CLOUD_ADDRESS} oif wwan1 table nk-wwan1")
+
+
+def test_firewall_on_the_kit_is_the_rendered_ruleset(kits: Kits, first: Any, tmp_path: Path) -> None:
+    for kit in kits.tour.kits:
+        write_tree(kits.tour, kit, kits.endpoints, tmp_path / kit.name)
+        rendered = tmp_path / kit.name / "etc/nftables.conf"
+        want = subprocess.run(["unshare", "--net", "sh", "-c",
+                               f"nft -f {rendered} && nft list table inet nomadkit"],
+                              capture_output=True, text=True, check=True).stdout
+        assert kits.on(kit.name, "nft list table inet nomadkit") == want
+
+
+def test_ssh_by_password_is_refused(kits: Kits, first: Any) -> None:
+    for name in kits.names:
+        port = kits.lab.kit(name)["ssh_port"]
+        done = subprocess.run(["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
+                               "-o", "PreferredAuthentications=password,keyboard-interactive",
+                               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                               "root@127.0.0.1", "true"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 255
+        assert "Permission denied (publickey)" in done.stderr, done.stderr
+        assert "passwordauthentication no" in kits.on(name, "sshd -T").split("\n")
+
+
+def test_cache_serves_primed_assets_that_match_the_manifest(kits: Kits, first: Any) -> None:
+    for kit in kits.tour.kits:
+        for asset in kit.cache:
+            headers = kits.on(kit.name, f"curl -fsS -o /tmp/asset -D - http://127.0.0.1/{asset.path}")
+            assert "X-Nomadkit-Cache: primed" in headers
+            assert kits.on(kit.name, "sha256sum /tmp/asset").split()[0] == asset.sha256
+    # kit-b's manifest has no style.css: it comes through the CDN once, then from nginx's cache
+    kit = kits.tour.kits[1]
+    assert "preview/style.css" not in [a.path for a in kit.cache]
+    first_get = kits.on(kit.name, "curl -fsS -o /tmp/style -D - http://127.0.0.1/preview/style.css")
+    second_get = kits.on(kit.name, "curl -fsS -o /tmp/style -D - http://127.0.0.1/preview/style.css")
+    assert "X-Nomadkit-Cache: MISS" in first_get or "X-Nomadkit-Cache: HIT" in first_get
+    assert "X-Nomadkit-Cache: HIT" in second_get
+    want = hashlib.sha256((ASSETS / "preview/style.css").read_bytes()).hexdigest()
+    assert kits.on(kit.name, "sha256sum /tmp/style").split()[0] == want
+
+
+def wait_for_segments(kits: Kits, kit: str, folder: str, count: int, timeout: float = 240) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = kits.lab.ssh(kit, f"cat {folder}/segments.csv 2>/dev/null").stdout.split()
+        if len(listed) >= count or time.monotonic() > deadline:
+            return [line.split(",")[0] for line in listed]
+        time.sleep(3)
+
+
+def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_the_relay(
+        kits: Kits, first: Any, relay: dict[str, tuple[int, Path]]) -> None:
+    for kit in kits.tour.kits:
+        stream = kit.streams[0]
+        folder = f"{kit.recordings_dir}/{stream.name}"
+        live = encoder.unit("live", stream.name)
+        assert kits.on(kit.name, f"systemctl is-active {live}").strip() == "active"
+        segments = wait_for_segments(kits, kit.name, folder, 3)
+        assert len(segments) >= 3, f"{kit.name}: only {segments} after 4 minutes"
+        segment = f"{folder}/{segments[1]}"
+        info = json.loads(kits.on(kit.name, f"ffprobe -v error -show_streams -of json {segment}"))
+        video = next(s for s in info["streams"] if s["codec_type"] == "video")
+        width, height = (int(n) for n in stream.resolution.split("x"))
+        assert (video["codec_name"], video["width"], video["height"]) == ("h264", width, height)
+        packets = json.loads(kits.on(kit.name, f"ffprobe -v error -select_streams v:0 -show_entries "
+                                               f"packet=size,pts_time -of json {segment}"))["packets"]
+        times = sorted(float(p["pts_time"]) for p in packets)
+        kbps = sum(int(p["size"]) for p in packets) * 8 / (times[-1] - times[0]) / 1000
+        progress = kits.on(kit.name, f"tail -n 12 /run/nomadkit-encoder/{stream.name}/progress")
+        speed = re.findall(r"speed=\s*([\d.]+)x", progress)
+        FIGURES[f"encoder {kit.name} {stream.resolution}@{stream.fps} speed (x real time, TCG)"] = (
+            float(speed[-1]) if speed else None)
+        FIGURES[f"encoder {kit.name} video kbps (configured {stream.bitrates_kbps[0]})"] = round(kbps)
+        assert 0.7 * stream.bitrates_kbps[0] < kbps < 1.3 * stream.bitrates_kbps[0]
+        _, capture = relay[stream.name]
+        received = capture.stat().st_size
+        assert received > 100_000, f"the relay got {received} bytes of {stream.name}"
+        sent = json.loads(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(capture)],
+            capture_output=True, text=True, check=True).stdout)
+        assert "video" in {s["codec_type"] for s in sent["streams"]}
+
+
+def test_battery_runtime_is_readable_for_the_agent(kits: Kits, first: Any) -> None:
+    for kit in kits.tour.kits:
+        assert kits.on(kit.name, f"upsc {kit.agent.ups} battery.runtime 2>/dev/null").strip() == "5400"
+        assert power.ups_name(kit) == kit.agent.ups.split("@")[0]
+
+
+def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: Kits, first: Any) -> None:
+    drifted, clean = kits.names
+    kits.on(drifted, "echo 'pool drift.invalid iburst' >> /etc/chrony/chrony.conf && systemctl stop nginx")
+    dry = kits.deploy(dry=True)
+    assert dry[clean].changed == 0, dry[clean].changes
+    assert dry[drifted].changed >= 2
+    assert any("/etc/chrony/chrony.conf" in c for c in dry[drifted].changes), dry[drifted].changes
+    assert any(c.startswith("nginx: enabled, running") for c in dry[drifted].changes), dry[drifted].changes
+    assert "drift.invalid" in kits.on(drifted, "cat /etc/chrony/chrony.conf"), "--dry changed the kit"
+    repaired = kits.deploy()
+    assert repaired[drifted].status == "ok" and repaired[drifted].changed >= 2
+    assert repaired[clean].changed == 0
+    assert "drift.invalid" not in kits.on(drifted, "cat /etc/chrony/chrony.conf")
+    assert kits.on(drifted, "systemctl is-active nginx chrony").split() == ["active", "active"]
+    assert all(r.changed == 0 for r in kits.deploy().values())
+
+
+def test_a_killed_pyinfra_run_converges_on_the_next_run(kits: Kits, first: Any) -> None:
+    kit = kits.names[1]
+    kits.on(kit, "rm -f /etc/nginx/conf.d/nomadkit-cache.conf /etc/nut/ups.conf /etc/chrony/chrony.conf "
+                 "/etc/nomadkit/kit.json /usr/local/bin/nomadkit-encoder && rm -rf /var/lib/nomadkit/applied")
+    proc = subprocess.Popen([sys.executable, "-m", "pyinfra", "-y", "inventories/tour.py", "deploys/kit.py",
+                             "--limit", kit], cwd=ROOT, env=kits.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # killed after it put the nginx site, before nginx is reloaded
+        seen.append(line)
+        if "nginx: enabled, running" in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "pyinfra finished before it could be killed:\n" + "".join(seen)
+    converged = kits.deploy(kit=kit)
+    assert converged[kit].status == "ok", converged[kit].error
+    assert converged[kit].changed > 0
+    assert kits.deploy(kit=kit)[kit].changed == 0
+    assert kits.on(kit, "systemctl is-active nginx chrony nut-driver@kit").split() == ["active"] * 3
+    assert kits.on(kit, "ls /var/lib/nomadkit/applied | wc -l").strip() != "0"
+
+
+def test_pyinfra_used_directly_runs_the_same_deploy(kits: Kits, first: Any) -> None:
+    done = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/tour.py", "deploys/kit.py"],
+                          cwd=ROOT, env=kits.env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert all(r.changed == 0 for r in kits.deploy().values())
+
+
+def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: Kits, first: Any) -> None:
+    connect = json.loads(kits.connect.read_text())
+    ghost = kits.names[0]
+    connect[ghost] |= {"ssh_port": free_port(), "ssh_connect_timeout": 5}
+    broken = kits.folder / "connect-ghost.json"
+    broken.write_text(json.dumps(connect))
+    results = {r.kit: r for r in deploy(kits.tour_file, connect_file=broken,
+                                        endpoints_file=kits.endpoints_file)}
+    assert results[ghost].status == "unreachable"
+    assert ghost in results[ghost].error
+    other = kits.names[1]
+    assert (results[other].status, results[other].changed) == ("ok", 0)
+
+
+def test_after_a_reboot_every_service_comes_back(kits: Kits, first: Any) -> None:
+    kit = kits.tour.kits[0]
+    kits.lab.ssh(kit.name, "systemctl reboot", timeout=30)
+    time.sleep(5)
+    deadline = time.monotonic() + 300
+    while kits.lab.ssh(kit.name, "systemctl is-system-running --wait", timeout=120).returncode not in (0, 1):
+        assert time.monotonic() < deadline, f"{kit.name} did not come back over SSH"
+        time.sleep(5)
+    units = ["ssh", "NetworkManager", "nftables", "chrony", "nginx", "nut-driver@kit", "nut-server",
+             "nut-monitor", "nomadkit-policy-routing", encoder.unit("live", kit.streams[0].name)]
+    deadline = time.monotonic() + 120
+    while (states := kits.lab.ssh(kit.name, f"systemctl is-active {' '.join(units)}").stdout.split()) \
+            != ["active"] * len(units) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert dict(zip(units, states, strict=True)) == dict.fromkeys(units, "active")
+    assert "table inet nomadkit" in kits.on(kit.name, "nft list tables")
+    assert "suppress_prefixlength 0" in kits.on(kit.name, "ip -4 rule show")
+    assert kits.deploy(kit=kit.name)[kit.name].changed == 0
+
+
