@@ -119,7 +119,7 @@ def deploy(tour_file: Path, *, stop: str | None = None, kit: str | None = None, 
                  "(run `nomadkit cloud up` for the rest)")
     groups = inventory.groups(tour, endpoints, connect_overrides(connect_file))
     hosts = [(n, {**data, "nomadkit_force": force}) for n, data in groups["all"][0] if n in names]
-    inv = Inventory((hosts, {}), **{g: [h for h in members if h in names]
+    inv = Inventory((hosts, {}), **{g: ([h for h in members if h in names], {})
                                     for g, members in groups.items() if g != "all"})
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     state = State(inv, Config(), check_for_changes=dry)
