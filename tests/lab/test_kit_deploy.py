@@ -10,97 +10,33 @@ Figures (first apply, no-change re-run, 1 vs 2 kits) are printed, not asserted.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from nomadkit import ROOT
 from nomadkit.deploy import write_tree
-from nomadkit.deploy.runner import KitResult, deploy
-from nomadkit.endpoints import CloudEndpoints
+from nomadkit.deploy.labtour import ASSETS, DEMO, LabTour, StandinCloud, standin_cloud
+from nomadkit.deploy.runner import KitResult
 from nomadkit.lab.lab import Lab, free_port
 from nomadkit.lab.net import CLOUD_ADDRESS
 from nomadkit.paths import cache_root
-from nomadkit.roles import agent, encoder, power
-from nomadkit.secrets import store
-from nomadkit.tour import Tour, load_tour
+from nomadkit.roles import encoder, power
+from nomadkit.tour import load_tour
 
 pytestmark = pytest.mark.lab
 
-ASSETS = ROOT / "tours" / "demo-assets"
 FIGURES: dict[str, Any] = {}
-
-
-class Kits:
-    """The lab tour and everything a deploy of it needs, as files (as a user would have them)."""
-
-    def __init__(self, lab: Lab, folder: Path, cdn_port: int, srt_ports: dict[str, int]) -> None:
-        self.lab, self.folder = lab, folder
-        data = yaml.safe_load((ROOT / "tours" / "demo.yaml").read_text())
-        data["assets_dir"] = str(ASSETS)
-        lab_kits = list(lab.state()["kits"])
-        renames = dict(zip((k["name"] for k in data["kits"]), lab_kits, strict=False))
-        for kit in data["kits"]:
-            name = kit["name"] = renames[kit["name"]]
-            state = lab.kit(name)
-            kit["hardware"] = "lab"
-            kit["management"] = {"address": "127.0.0.1", "port": state["ssh_port"], "user": "root"}
-            for uplink in kit["uplinks"]:
-                uplink["mac"] = state["uplinks"][uplink["name"]]["mac"]
-            for stream in kit["streams"]:
-                stream["segment_seconds"] = 4
-        for stop in data["stops"]:
-            stop["kits"] = [renames[k] for k in stop["kits"]]
-        self.tour_file = folder / "lab-tour.yaml"
-        self.tour_file.write_text(yaml.safe_dump(data, sort_keys=False))
-        self.tour: Tour = load_tour(self.tour_file)
-        self.connect = folder / "connect.json"
-        self.connect.write_text(json.dumps({name: {
-            "ssh_key": str(lab.key), "ssh_known_hosts_file": "/dev/null",
-            "ssh_strict_host_key_checking": "no"} for name in lab_kits}))
-        values: dict[str, Any] = {n: f"lab-{n}" for n, f in CloudEndpoints.model_fields.items()
-                                  if f.is_required()}
-        values |= {"region": "eu-west-1", "cdn_url": f"http://{CLOUD_ADDRESS}:{cdn_port}",
-                   "relay_srt_urls": {s: f"srt://{CLOUD_ADDRESS}:{p}" for s, p in srt_ports.items()}}
-        self.endpoints = CloudEndpoints.model_validate(values)
-        self.endpoints_file = folder / "endpoints.json"
-        self.endpoints_file.write_text(self.endpoints.model_dump_json())
-        for kit in self.tour.kits:  # what `nomadkit cloud up` stores for each kit's agent
-            for ref in agent.credential_refs(self.tour, kit):
-                store(ref, f"lab-test-{ref.rsplit('_', 1)[1]}")
-
-    @property
-    def names(self) -> list[str]:
-        return [k.name for k in self.tour.kits]
-
-    def deploy(self, **kwargs: Any) -> dict[str, KitResult]:
-        results = deploy(self.tour_file, connect_file=self.connect, endpoints_file=self.endpoints_file,
-                         **kwargs)
-        return {r.kit: r for r in results}
-
-    def env(self) -> dict[str, str]:
-        """How `pyinfra inventories/tour.py deploys/kit.py` is pointed at this tour."""
-        return {**os.environ, "NOMADKIT_TOUR": str(self.tour_file), "NOMADKIT_CONNECT": str(self.connect),
-                "NOMADKIT_ENDPOINTS": str(self.endpoints_file), "PYTHONUNBUFFERED": "1"}
-
-    def on(self, kit: str, command: str, timeout: float = 120) -> str:
-        done = self.lab.ssh(kit, command, timeout=timeout)
-        assert done.returncode == 0, f"{kit}: `{command}` failed ({done.returncode}): {done.stderr}"
-        return done.stdout
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -127,43 +63,20 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def cdn() -> Iterator[int]:
-    """The tour's CDN, stood in for on loopback: the preview assets, as files."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(ASSETS))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinCloud]:
+    streams = [s.name for k in load_tour(DEMO).kits for s in k.streams]
+    with standin_cloud(tmp_path_factory.mktemp("relay"), streams) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[int, Path]]]:
-    """The ingest relay, stood in for: an SRT listener per stream of the demo tour, on loopback."""
-    folder = tmp_path_factory.mktemp("relay")
-    streams = [s.name for k in load_tour(ROOT / "tours" / "demo.yaml").kits for s in k.streams]
-    listeners, procs = {}, []
-    for name in streams:
-        port, capture = free_port(), folder / f"{name}.ts"
-        sink = capture.open("wb")
-        procs.append((subprocess.Popen(["srt-live-transmit", "-q", f"srt://127.0.0.1:{port}?mode=listener",
-                                        "file://con"], stdout=sink, stderr=subprocess.DEVNULL), sink))
-        listeners[name] = (port, capture)
-    yield listeners
-    for proc, sink in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
-        sink.close()
+def kits(lab: Lab, tmp_path_factory: pytest.TempPathFactory, secrets_dir: Path,
+         cloud: StandinCloud) -> LabTour:
+    return LabTour(lab, tmp_path_factory.mktemp("kits"), cloud)
 
 
 @pytest.fixture(scope="module")
-def kits(lab: Lab, tmp_path_factory: pytest.TempPathFactory, secrets_dir: Path, cdn: int,
-         relay: dict[str, tuple[int, Path]]) -> Kits:
-    return Kits(lab, tmp_path_factory.mktemp("kits"), cdn, {s: p for s, (p, _) in relay.items()})
-
-
-@pytest.fixture(scope="module")
-def first(kits: Kits) -> dict[str, KitResult]:
+def first(kits: LabTour) -> dict[str, KitResult]:
     """The first deploy of both kits together, from the lab's fresh kits."""
     t0 = time.monotonic()
     results = kits.deploy()
@@ -179,7 +92,7 @@ def test_first_deploy_of_two_kits_succeeds(first: dict[str, KitResult]) -> None:
         assert result.changed > 20, f"{name}: a fresh kit should need many changes"
 
 
-def test_second_run_reports_zero_changes(kits: Kits, first: dict[str, KitResult]) -> None:
+def test_second_run_reports_zero_changes(kits: LabTour, first: dict[str, KitResult]) -> None:
     t0 = time.monotonic()
     results = kits.deploy()
     FIGURES["no-change re-run, 2 kits together (wall s)"] = round(time.monotonic() - t0, 1)
@@ -194,7 +107,7 @@ def test_second_run_reports_zero_changes(kits: Kits, first: dict[str, KitResult]
     assert one[kits.names[0]].changed == 0
 
 
-def test_uplinks_have_their_connections_metrics_and_routing_tables(kits: Kits, first: Any) -> None:
+def test_uplinks_have_their_connections_metrics_and_routing_tables(kits: LabTour, first: Any) -> None:
     for name in kits.names:
         active = kits.on(name, "nmcli -t -f NAME,DEVICE connection show --active")
         for uplink in ("wwan0", "wwan1", "sat0"):
@@ -210,7 +123,7 @@ def test_uplinks_have_their_connections_metrics_and_routing_tables(kits: Kits, f
         kits.on(name, f"ip -4 route get {CLOUD_ADDRESS} oif wwan1 table nk-wwan1")
 
 
-def test_firewall_on_the_kit_is_the_rendered_ruleset(kits: Kits, first: Any, tmp_path: Path) -> None:
+def test_firewall_on_the_kit_is_the_rendered_ruleset(kits: LabTour, first: Any, tmp_path: Path) -> None:
     for kit in kits.tour.kits:
         write_tree(kits.tour, kit, kits.endpoints, tmp_path / kit.name)
         rendered = tmp_path / kit.name / "etc/nftables.conf"
@@ -220,7 +133,7 @@ def test_firewall_on_the_kit_is_the_rendered_ruleset(kits: Kits, first: Any, tmp
         assert kits.on(kit.name, "nft list table inet nomadkit") == want
 
 
-def test_ssh_by_password_is_refused(kits: Kits, first: Any) -> None:
+def test_ssh_by_password_is_refused(kits: LabTour, first: Any) -> None:
     for name in kits.names:
         port = kits.lab.kit(name)["ssh_port"]
         done = subprocess.run(["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
@@ -232,7 +145,7 @@ def test_ssh_by_password_is_refused(kits: Kits, first: Any) -> None:
         assert "passwordauthentication no" in kits.on(name, "sshd -T").split("\n")
 
 
-def test_cache_serves_primed_assets_that_match_the_manifest(kits: Kits, first: Any) -> None:
+def test_cache_serves_primed_assets_that_match_the_manifest(kits: LabTour, first: Any) -> None:
     for kit in kits.tour.kits:
         for asset in kit.cache:
             headers = kits.on(kit.name, f"curl -fsS -o /tmp/asset -D - http://127.0.0.1/{asset.path}")
@@ -249,7 +162,7 @@ def test_cache_serves_primed_assets_that_match_the_manifest(kits: Kits, first: A
     assert kits.on(kit.name, "sha256sum /tmp/style").split()[0] == want
 
 
-def wait_for_segments(kits: Kits, kit: str, folder: str, count: int, timeout: float = 240) -> list[str]:
+def wait_for_segments(kits: LabTour, kit: str, folder: str, count: int, timeout: float = 240) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
         listed = kits.lab.ssh(kit, f"cat {folder}/segments.csv 2>/dev/null").stdout.split()
@@ -259,7 +172,7 @@ def wait_for_segments(kits: Kits, kit: str, folder: str, count: int, timeout: fl
 
 
 def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_the_relay(
-        kits: Kits, first: Any, relay: dict[str, tuple[int, Path]]) -> None:
+        kits: LabTour, first: Any, cloud: StandinCloud) -> None:
     for kit in kits.tour.kits:
         stream = kit.streams[0]
         folder = f"{kit.recordings_dir}/{stream.name}"
@@ -282,7 +195,7 @@ def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_t
             float(speed[-1]) if speed else None)
         FIGURES[f"encoder {kit.name} video kbps (configured {stream.bitrates_kbps[0]})"] = round(kbps)
         assert 0.7 * stream.bitrates_kbps[0] < kbps < 1.3 * stream.bitrates_kbps[0]
-        _, capture = relay[stream.name]
+        _, capture = cloud.relay[stream.name]
         received = capture.stat().st_size
         assert received > 100_000, f"the relay got {received} bytes of {stream.name}"
         sent = json.loads(subprocess.run(
@@ -291,13 +204,13 @@ def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_t
         assert "video" in {s["codec_type"] for s in sent["streams"]}
 
 
-def test_battery_runtime_is_readable_for_the_agent(kits: Kits, first: Any) -> None:
+def test_battery_runtime_is_readable_for_the_agent(kits: LabTour, first: Any) -> None:
     for kit in kits.tour.kits:
         assert kits.on(kit.name, f"upsc {kit.agent.ups} battery.runtime 2>/dev/null").strip() == "5400"
         assert power.ups_name(kit) == kit.agent.ups.split("@")[0]
 
 
-def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: Kits, first: Any) -> None:
+def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: LabTour, first: Any) -> None:
     drifted, clean = kits.names
     kits.on(drifted, "echo 'pool drift.invalid iburst' >> /etc/chrony/chrony.conf && systemctl stop nginx")
     dry = kits.deploy(dry=True)
@@ -314,7 +227,7 @@ def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: Kits, first: A
     assert all(r.changed == 0 for r in kits.deploy().values())
 
 
-def test_a_killed_pyinfra_run_converges_on_the_next_run(kits: Kits, first: Any) -> None:
+def test_a_killed_pyinfra_run_converges_on_the_next_run(kits: LabTour, first: Any) -> None:
     kit = kits.names[1]
     kits.on(kit, "rm -f /etc/nginx/conf.d/nomadkit-cache.conf /etc/nut/ups.conf /etc/chrony/chrony.conf "
                  "/etc/nomadkit/kit.json /usr/local/bin/nomadkit-encoder && rm -rf /var/lib/nomadkit/applied")
@@ -338,28 +251,27 @@ def test_a_killed_pyinfra_run_converges_on_the_next_run(kits: Kits, first: Any) 
     assert kits.on(kit, "ls /var/lib/nomadkit/applied | wc -l").strip() != "0"
 
 
-def test_pyinfra_used_directly_runs_the_same_deploy(kits: Kits, first: Any) -> None:
+def test_pyinfra_used_directly_runs_the_same_deploy(kits: LabTour, first: Any) -> None:
     done = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/tour.py", "deploys/kit.py"],
                           cwd=ROOT, env=kits.env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert all(r.changed == 0 for r in kits.deploy().values())
 
 
-def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: Kits, first: Any) -> None:
+def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: LabTour, first: Any) -> None:
     connect = json.loads(kits.connect.read_text())
     ghost = kits.names[0]
     connect[ghost] |= {"ssh_port": free_port(), "ssh_connect_timeout": 5}
     broken = kits.folder / "connect-ghost.json"
     broken.write_text(json.dumps(connect))
-    results = {r.kit: r for r in deploy(kits.tour_file, connect_file=broken,
-                                        endpoints_file=kits.endpoints_file)}
+    results = kits.deploy(connect_file=broken)
     assert results[ghost].status == "unreachable"
     assert ghost in results[ghost].error
     other = kits.names[1]
     assert (results[other].status, results[other].changed) == ("ok", 0)
 
 
-def test_after_a_reboot_every_service_comes_back(kits: Kits, first: Any) -> None:
+def test_after_a_reboot_every_service_comes_back(kits: LabTour, first: Any) -> None:
     kit = kits.tour.kits[0]
     kits.lab.ssh(kit.name, "systemctl reboot", timeout=30)
     time.sleep(5)

@@ -171,6 +171,7 @@ def test_pyinfra_reaches_kits_through_the_lab_inventory(lab: Lab) -> None:
     pyinfra = [sys.executable, "-m", "pyinfra", "-y", str(lab.inventory), "exec", "--",
                "hostname"]
     done = subprocess.run(pyinfra, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr + done.stdout
+    output = done.stdout + done.stderr  # pyinfra prints command output on stderr
+    assert done.returncode == 0, output
     for name in lab.state()["kits"]:
-        assert re.search(rf"\[{name}\]\s+{name}\b", done.stdout), done.stdout
+        assert re.search(rf"\[{name}\]\s+{name}\b", output), output

@@ -5,8 +5,8 @@ One build gives three things, cached together under `~/.cache/nomadkit/images/ki
   that boots by UEFI on a real x86 mini-PC once written to its disk;
 - `vmlinuz` + `initrd-lab.img`: the same kernel with a small virtio-only initrd, for fast
   direct-kernel boots of lab VMs over that same disk.
-The key hashes every input (suite, packages, the finishing deploy and its files, the lab SSH
-public key, the disk layout), so a second build with the same inputs is a cache hit.
+The key hashes every input (suite, packages, this build code, the finishing deploy and its
+files, the lab SSH public key, the disk layout), so a second build with the same inputs is a cache hit.
 The debootstrap root filesystem is cached on its own (`rootfs-<key>/`): it is the slow part
 (minutes) and changes only with the suite or the package list.
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 from nomadkit.errors import UserError
 from nomadkit.lab.progress import Progress
 from nomadkit.paths import cache_root
+from nomadkit.roles import packages as role_packages
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -45,6 +46,8 @@ KIT_PACKAGES: tuple[str, ...] = (
     # cache, encoder, power, time
     "nginx", "ffmpeg", "srt-tools", "nut-server", "nut-client", "chrony",
 )
+# …and every role's PACKAGES (nomadkit.roles), so deploying a kit never needs apt.
+KIT_PACKAGES = tuple(dict.fromkeys((*KIT_PACKAGES, *role_packages())))
 
 FILES = Path(__file__).parent / "files"
 FINISH_DEPLOY = Path(__file__).parent / "image_deploy.py"
@@ -110,7 +113,8 @@ def image_key(pubkey: str) -> str:
     """Hash of everything that goes into the image; changes to any of it mean a new image."""
     files = {p.name: p.read_text() for p in sorted(FILES.iterdir()) if p.is_file()}
     layout = (DISK_BYTES, ESP_START, ESP_SECTORS, ROOT_LABEL, LAB_INITRD_MODULES)
-    return digest(rootfs_key(), FINISH_DEPLOY.read_text(), files, pubkey, layout)
+    build_code = Path(__file__).read_text()
+    return digest(rootfs_key(), build_code, FINISH_DEPLOY.read_text(), files, pubkey, layout)
 
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -215,7 +219,7 @@ def make_lab_initrd(root: Path, kver: str, out: Path, progress: Progress) -> Non
     shutil.rmtree(conf, ignore_errors=True)
     shutil.copytree(root / "etc" / "initramfs-tools", conf)
     text = (conf / "initramfs.conf").read_text().replace("MODULES=most", "MODULES=list")
-    (conf / "initramfs.conf").write_text(text + "\nCOMPRESS=zstd\n")
+    (conf / "initramfs.conf").write_text(text)
     (conf / "modules").write_text("\n".join(LAB_INITRD_MODULES) + "\n")
     run(["chroot", str(root), "mkinitramfs", "-d", "/tmp/initramfs-lab", "-o",
          "/tmp/initrd-lab.img", kver])
@@ -243,7 +247,8 @@ def assemble_disk(root: Path, kver: str, disk: Path, root_partuuid: str, esp_par
     root_bytes = (root_end - ROOT_START + 1) * SECTOR
     run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-d", str(root),
          "-E", f"offset={ROOT_START * SECTOR}", str(disk), f"{root_bytes // 1024}k"])
-    run(["mkfs.fat", "-F", "32", "-n", "EFI", f"--offset={ESP_START}", str(disk),
+    # one sector per cluster: 256 MiB is then clearly FAT32 (mtools rejects the edge case)
+    run(["mkfs.fat", "-F", "32", "-s", "1", "-n", "EFI", f"--offset={ESP_START}", str(disk),
          str(ESP_SECTORS * SECTOR // 1024)])
     esp = f"{disk}@@{ESP_START * SECTOR}"
     for d in ("::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"):

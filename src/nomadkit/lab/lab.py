@@ -212,7 +212,7 @@ class Lab:
             seconds = vm.wait_ssh(v, proc, ports[v.name], self.key)
             self.progress(f"{v.name}: cold boot to SSH {seconds:.1f} s; waiting for uplinks")
             vm.wait_uplinks(v, ports[v.name], self.key)
-            name_it = (f"echo {v.name} >/etc/hostname && "
+            name_it = (f"echo {v.name} >/etc/hostname && hostname {v.name} && "
                        f"echo '127.0.1.1 {v.name}' >>/etc/hosts && sync")
             subprocess.run(vm.ssh_command(ports[v.name], self.key, name_it), check=True)
             partial = v.golden_dir(accel).with_suffix(".partial")

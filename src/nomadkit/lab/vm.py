@@ -100,7 +100,7 @@ class KitVm:
     def cmdline(self) -> str:
         names = [f"nomadkit.ifname=mgmt0:{self.mgmt_mac}"]
         names += [f"nomadkit.ifname={u.name}:{u.mac}" for u in self.uplinks]
-        return (f"root=PARTUUID={self.image.root_partuuid} rw console=ttyS0,115200 quiet "
+        return (f"root=PARTUUID={self.image.root_partuuid} rw console=ttyS0,115200 "
                 f"systemd.hostname={self.name} " + " ".join(names))
 
     def golden_key(self, accel: Accel) -> str:
