@@ -1,0 +1,133 @@
+"""A tour's kits on the lab's VMs, with a stand-in cloud on loopback: for lab tests and benches.
+
+`LabTour` maps the demo tour's kits onto the running lab's kits (`hardware: lab`, the lab's SSH
+ports and NIC MACs) and writes what a user's deploy reads: the tour file, the SSH overrides and
+the cloud endpoints. `standin_cloud()` runs the two cloud services a kit deploy touches, on this
+machine's loopback (the lab reaches them at its cloud address): the CDN (the tour's preview
+assets over HTTP) and the relay (one SRT listener per stream, recording what it receives).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nomadkit import ROOT
+from nomadkit.deploy.runner import KitResult, deploy
+from nomadkit.endpoints import CloudEndpoints
+from nomadkit.errors import UserError
+from nomadkit.lab.lab import Lab, free_port
+from nomadkit.lab.net import CLOUD_ADDRESS
+from nomadkit.roles import agent
+from nomadkit.secrets import store
+from nomadkit.tour import Tour, load_tour
+
+DEMO = ROOT / "tours" / "demo.yaml"
+ASSETS = ROOT / "tours" / "demo-assets"
+
+
+@dataclass
+class StandinCloud:
+    cdn_port: int
+    relay: dict[str, tuple[int, Path]]  # stream -> (SRT port, file of what arrived)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def standin_cloud(folder: Path, streams: list[str]) -> Iterator[StandinCloud]:
+    """The CDN and the SRT relay on loopback, stopped on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_Quiet, directory=str(ASSETS)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    listeners, procs = {}, []
+    try:
+        for name in streams:
+            port, capture = free_port(), folder / f"{name}.ts"
+            with capture.open("wb") as sink:
+                procs.append(subprocess.Popen(
+                    ["srt-live-transmit", "-q", f"srt://127.0.0.1:{port}?mode=listener", "file://con"],
+                    stdout=sink, stderr=subprocess.DEVNULL))
+            listeners[name] = (port, capture)
+        yield StandinCloud(server.server_address[1], listeners)
+    finally:
+        server.shutdown()
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+class LabTour:
+    """The demo tour on the running lab's kits, as files, plus a deploy and SSH on them."""
+
+    def __init__(self, lab: Lab, folder: Path, cloud: StandinCloud) -> None:
+        self.lab, self.folder = lab, folder
+        data = yaml.safe_load(DEMO.read_text())
+        data["assets_dir"] = str(ASSETS)
+        lab_kits = list(lab.state()["kits"])
+        renames = dict(zip((k["name"] for k in data["kits"]), lab_kits, strict=False))
+        data["kits"] = [k for k in data["kits"] if k["name"] in renames]
+        for kit in data["kits"]:
+            name = kit["name"] = renames[kit["name"]]
+            state = lab.kit(name)
+            kit["hardware"] = "lab"
+            kit["management"] = {"address": "127.0.0.1", "port": state["ssh_port"], "user": "root"}
+            for uplink in kit["uplinks"]:
+                uplink["mac"] = state["uplinks"][uplink["name"]]["mac"]
+            for stream in kit["streams"]:
+                stream["segment_seconds"] = 4
+        for stop in data["stops"]:
+            stop["kits"] = [renames[k] for k in stop["kits"] if k in renames]
+        self.tour_file = folder / "lab-tour.yaml"
+        self.tour_file.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.tour: Tour = load_tour(self.tour_file)
+        self.connect = folder / "connect.json"
+        self.connect.write_text(json.dumps({name: {
+            "ssh_key": str(lab.key), "ssh_known_hosts_file": "/dev/null",
+            "ssh_strict_host_key_checking": "no"} for name in lab_kits}))
+        values: dict[str, Any] = {n: f"lab-{n}" for n, f in CloudEndpoints.model_fields.items()
+                                  if f.is_required()}
+        values |= {"region": "eu-west-1", "cdn_url": f"http://{CLOUD_ADDRESS}:{cloud.cdn_port}",
+                   "relay_srt_urls": {s: f"srt://{CLOUD_ADDRESS}:{p}" for s, (p, _) in cloud.relay.items()}}
+        self.endpoints = CloudEndpoints.model_validate(values)
+        self.endpoints_file = folder / "endpoints.json"
+        self.endpoints_file.write_text(self.endpoints.model_dump_json())
+        for kit in self.tour.kits:  # what `nomadkit cloud up` stores for each kit's agent
+            for ref in agent.credential_refs(self.tour, kit):
+                store(ref, f"lab-test-{ref.rsplit('_', 1)[1]}")
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.tour.kits]
+
+    def deploy(self, **kwargs: Any) -> dict[str, KitResult]:
+        """`nomadkit deploy` of this tour (kwargs: kit, stop, dry, connect_file, …)."""
+        kwargs.setdefault("connect_file", self.connect)
+        results = deploy(self.tour_file, endpoints_file=self.endpoints_file, **kwargs)
+        return {r.kit: r for r in results}
+
+    def env(self) -> dict[str, str]:
+        """How `pyinfra inventories/tour.py deploys/kit.py` is pointed at this tour."""
+        return {**os.environ, "NOMADKIT_TOUR": str(self.tour_file), "NOMADKIT_CONNECT": str(self.connect),
+                "NOMADKIT_ENDPOINTS": str(self.endpoints_file), "PYTHONUNBUFFERED": "1"}
+
+    def on(self, kit: str, command: str, timeout: float = 120) -> str:
+        """Run a command on a kit as root; its output (an error names the kit and command)."""
+        done = self.lab.ssh(kit, command, timeout=timeout)
+        if done.returncode:
+            raise UserError(f"{kit}: `{command}` failed (exit {done.returncode}): {done.stderr.strip()}")
+        return done.stdout
