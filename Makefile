@@ -3,7 +3,7 @@
 # creates .venv and installs nomadkit into it (editable).
 
 SHELL := /bin/bash
-APT_PACKAGES := qemu-system-x86 qemu-utils debootstrap nginx ffmpeg srt-tools nftables chrony nut-server nut-client network-manager ovmf zstd iproute2 openssh-client openssh-server shellcheck e2fsprogs dosfstools gdisk mtools fdisk kmod cpio socat curl jq dnsmasq-base
+APT_PACKAGES := qemu-system-x86 qemu-utils debootstrap nginx ffmpeg srt-tools nftables chrony nut-server nut-client network-manager ovmf zstd iproute2 openssh-client openssh-server shellcheck e2fsprogs dosfstools gdisk mtools fdisk kmod cpio socat curl jq dnsmasq-base sudo
 VENV := .venv
 PY := $(VENV)/bin/python
 NOMADKIT := $(VENV)/bin/nomadkit
