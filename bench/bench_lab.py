@@ -38,8 +38,7 @@ def main(argv: list[str]) -> int:
                                   "accel_reason": detect_accel().reason}
     if args.scratch:
         for d in images_dir().glob("*"):
-            if d.name != "debs":  # downloaded .debs stay: we measure building, not the mirror
-                shutil.rmtree(d) if d.is_dir() else d.unlink()
+            shutil.rmtree(d) if d.is_dir() else d.unlink()
         shutil.rmtree(cache_root() / "lab" / "golden", ignore_errors=True)
         _, figures["image_build_scratch_s"] = timed(build_image, Progress())
     _, figures["image_build_cached_s"] = timed(build_image, Progress(quiet=True))

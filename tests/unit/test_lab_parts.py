@@ -11,8 +11,11 @@ import pytest
 from nomadkit.errors import UserError
 from nomadkit.lab import image, net
 from nomadkit.lab.cli import parse_quantity
-from nomadkit.lab.lab import kits_from_count
+from nomadkit.lab.lab import kits_from_count, kits_from_tour
 from nomadkit.lab.wire import Direction, Impairment
+from nomadkit.tour import load_tour
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def uplinks(kits: int = 3) -> list[net.UplinkNet]:
@@ -106,3 +109,11 @@ def test_image_key_changes_with_its_inputs(monkeypatch: pytest.MonkeyPatch) -> N
     assert image.image_key("ssh-ed25519 BBBB lab") != base
     monkeypatch.setattr(image, "KIT_PACKAGES", (*image.KIT_PACKAGES, "tcpdump"))
     assert image.image_key("ssh-ed25519 AAAA lab") != base
+
+
+def test_tour_kits_keep_their_uplink_names_and_macs() -> None:
+    tour = load_tour(REPO / "tours" / "demo.yaml")
+    specs = kits_from_tour(tour)
+    assert [s.name for s in specs] == [k.name for k in tour.kits]
+    for spec, kit in zip(specs, tour.kits, strict=True):
+        assert spec.uplinks == tuple((u.name, u.mac) for u in kit.uplinks)

@@ -146,10 +146,8 @@ def build_rootfs(progress: Progress) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     progress(f"debootstrap {SUITE} with {len(KIT_PACKAGES)} kit packages (a few minutes)")
-    debs = images_dir() / "debs"  # downloaded packages, kept for the next rebuild
-    debs.mkdir(exist_ok=True)
     cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(KIT_PACKAGES)}",
-           f"--cache-dir={debs}", SUITE, str(partial), MIRROR]
+           SUITE, str(partial), MIRROR]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         lines = stream_debootstrap(proc, progress)
     if proc.returncode != 0:

@@ -27,6 +27,8 @@ def lab() -> Iterator[Lab]:
     if lab.state_file.exists():
         yield lab
         return
+    if net.netns_exists():
+        lab.down(quiet=True)  # a half-made lab from an interrupted run
     lab.up(kits_from_count(LAB_KITS))
     yield lab
     pids = [k["pid"] for k in lab.state()["kits"].values()]
