@@ -23,7 +23,8 @@ from nomadkit.roles import kit_files, uplinks
 from nomadkit.tour import Kit, Tour, load_tour
 
 DEMO = ROOT / "tours" / "demo.yaml"
-TOOLS = ("nginx", "systemd-analyze", "nft", "chronyd", "sshd", "visudo", "nmcli", "upsc", "unshare")
+TOOLS = ("nginx", "systemd-analyze", "nft", "chronyd", "sshd", "visudo", "nmcli", "upsc", "unshare",
+         "shellcheck")
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or any(shutil.which(t) is None for t in TOOLS),
@@ -64,7 +65,7 @@ def test_every_file_of_every_kit_passes_the_real_validators(tour: Tour, tmp_path
         results = run_checks(out, kit)
         assert {r.check for r in results} >= {"nginx -t", "systemd-analyze verify", "nft -c -f",
                                                "chronyd -p", "sshd -t", "visudo -c",
-                                               "nmcli --offline (keyfile load)", "sh -n (scripts parse)",
+                                               "nmcli --offline (keyfile load)", "sh -n + shellcheck",
                                                "upsd + upsmon (+ upsc in the lab)"}
         assert [(r.check, r.detail) for r in results if r.status != "pass"] == []
 

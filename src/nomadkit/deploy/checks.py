@@ -122,13 +122,15 @@ def check_networkmanager(out: Path, kit: Kit) -> Result:
 
 
 def check_shell(out: Path, kit: Kit) -> Result:
+    """Scripts parse (`sh -n`, what runs them) and pass shellcheck at warning level."""
     scripts = [p for p in sorted(out.rglob("*")) if p.is_file() and p.read_text().startswith("#!/bin/sh")]
     failures = []
     for path in scripts:
-        code, output = run(["sh", "-n", str(path)])
-        if code:
-            failures.append(f"{path.name}: {output}")
-    return verdict("sh -n (scripts parse)", ["/" + str(p.relative_to(out)) for p in scripts],
+        for cmd in (["sh", "-n"], ["shellcheck", "-s", "sh", "-S", "warning"]):
+            code, output = run([*cmd, str(path)])
+            if code:
+                failures.append(f"{path.name}: {cmd[0]}: {output}")
+    return verdict("sh -n + shellcheck", ["/" + str(p.relative_to(out)) for p in scripts],
                    len(failures), "\n".join(failures))
 
 
@@ -171,7 +173,7 @@ CHECKS: list[tuple[Callable[[Path, Kit], Result], tuple[str, ...], str]] = [
     (check_sshd, ("sshd", "ssh-keygen", "unshare"), "etc/ssh/sshd_config.d"),
     (check_sudoers, ("visudo",), "etc/sudoers.d/nomadkit"),
     (check_networkmanager, ("nmcli",), "etc/NetworkManager/system-connections"),
-    (check_shell, ("sh",), "usr/local"),
+    (check_shell, ("sh", "shellcheck"), "usr/local"),
     (check_nut, ("unshare", "upsc", "ip"), "etc/nut"),
 ]
 
