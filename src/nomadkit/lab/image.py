@@ -40,6 +40,8 @@ KIT_PACKAGES: tuple[str, ...] = (
     "initramfs-tools",
     "systemd-boot-efi", "e2fsprogs", "procps", "sudo", "ca-certificates", "python3",
     "python3-venv", "sqlite3", "openssh-server",
+    # virtual packages debootstrap cannot resolve by itself (Provides of these)
+    "python3-cffi-backend",  # python3-cryptography's python3-cffi-backend-api-*
     # uplinks and network
     "network-manager", "modemmanager", "iproute2", "nftables", "iputils-ping", "curl",
     "ethtool", "iperf3", "socat",
