@@ -86,7 +86,7 @@ def activate(ops: Puts) -> None:
     """Driver, upsd, upsmon: each restarted only when its own files changed."""
     _, kit, _ = kit_context(host.data)
     for target in ("nut.target", "nut-driver.target"):  # what brings the units up at boot
-        service(target, None)
+        service(target, None, running=None)
     service(f"nut-driver@{ups_name(kit)}", changed(ops, *DRIVER_FILES))
     service("nut-server", changed(ops, *DRIVER_FILES, *SERVER_FILES))
     service("nut-monitor", changed(ops, *SERVER_FILES, *MONITOR_FILES))

@@ -103,8 +103,8 @@ def activate(ops: Puts) -> None:
     service("nomadkit-policy-routing", changed(ops, POLICY_UNIT))
     apply("udev: .link files reloaded (names apply to NICs plugged in from now on)", "links",
           changed(ops, LINKS), ["udevadm control --reload"])
-    real = kit.hardware != "lab"
-    service("ModemManager", None, running=real, enabled=real)
+    if kit.hardware != "lab":  # lab kits have no modems; ModemManager is left as the image has it
+        service("ModemManager", None)
     service("NetworkManager", changed(ops, NM_CONF), reload=True)
     apply("NetworkManager: connection files re-read", "nm-connections", changed(ops, CONNECTIONS),
           ["nmcli connection reload"])
