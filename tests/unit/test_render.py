@@ -7,9 +7,11 @@ means something. Root is needed for the private namespaces the validators run in
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,33 @@ def test_encoder_profiles(tour: Tour) -> None:
     assert "-f null -" in prewarm and "srt://" not in prewarm
     no_cloud = kit_files(tour, lab(kit), None)["/usr/local/bin/nomadkit-encoder"]
     assert "srt://" not in no_cloud and "f=segment" in no_cloud
+
+
+def test_dispatcher_and_policy_rule_build_the_uplink_tables(tour: Tour, tmp_path: Path) -> None:
+    """The rendered dispatcher script and policy-rule command, run in a network namespace with a
+    veth named like an uplink: the uplink's routes land in its table, rule 900 appears once."""
+    kit = lab(tour.kits[0])
+    write_tree(tour, kit, None, tmp_path)
+    dispatcher = tmp_path / "etc/NetworkManager/dispatcher.d/50-nomadkit-uplinks"
+    unit = (tmp_path / "etc/systemd/system/nomadkit-policy-routing.service").read_text()
+    rule = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    rule = rule.removeprefix("ExecStart=/bin/sh -c ").strip("'")
+    ns = f"nkt-{os.getpid()}"
+    run = functools.partial(subprocess.run, check=True, capture_output=True, text=True)
+    run(["ip", "netns", "add", ns])
+    try:
+        for cmd in ("link add wwan1 type veth peer name lab1", "link set wwan1 up", "link set lab1 up",
+                    "addr add 100.65.0.2/24 dev wwan1",
+                    "route add default via 100.65.0.1 dev wwan1 proto dhcp metric 102"):
+            run(["ip", "-n", ns, *cmd.split()])
+        for action in ("up", "dhcp4-change"):
+            run(["ip", "netns", "exec", ns, "sh", str(dispatcher), "wwan1", action])
+        table = run(["ip", "-n", ns, "-4", "route", "show", "table", "102"]).stdout
+        assert "default via 100.65.0.1 dev wwan1" in table and "100.65.0.0/24 dev wwan1" in table
+        for _ in range(2):
+            run(["ip", "netns", "exec", ns, "sh", "-c", rule])
+        rules = run(["ip", "-n", ns, "-4", "rule", "show"]).stdout
+        assert rules.count("900:\tfrom all lookup main suppress_prefixlength 0") == 1, rules
+        run(["ip", "netns", "exec", ns, "sh", str(dispatcher), "sat0", "up"])  # not its uplink: no-op
+    finally:
+        run(["ip", "netns", "del", ns])
