@@ -1,0 +1,40 @@
+"""`nomadkit deploy` without kits to reach: selection errors and unreachable kits, named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nomadkit import ROOT
+from nomadkit.cli import main
+from nomadkit.deploy.runner import deploy, select_kits
+from nomadkit.errors import UserError
+from nomadkit.lab.lab import free_port
+from nomadkit.tour import load_tour
+
+DEMO = ROOT / "tours" / "demo.yaml"
+
+
+def test_kits_are_chosen_by_stop_and_kit() -> None:
+    tour = load_tour(DEMO)
+    assert select_kits(tour, None, None) == ["kit-a", "kit-b"]
+    assert select_kits(tour, "alfama", "kit-b") == ["kit-b"]
+    with pytest.raises(UserError, match="no stop 'lisbon' — stops: alfama, mouraria"):
+        select_kits(tour, "lisbon", None)
+    with pytest.raises(UserError, match="no kit 'kit-c' — kits: kit-a, kit-b"):
+        select_kits(tour, None, "kit-c")
+
+
+def test_unreachable_kits_are_named_each_with_why(tmp_path: Path, capsys) -> None:
+    """Closed loopback ports: every kit is reported unreachable, by name, and the exit code is 1."""
+    connect = tmp_path / "connect.json"
+    connect.write_text(json.dumps({k: {"ssh_hostname": "127.0.0.1", "ssh_port": free_port(),
+                                       "ssh_connect_timeout": 3} for k in ("kit-a", "kit-b")}))
+    results = deploy(DEMO, connect_file=connect, endpoints_file=None)
+    assert [(r.kit, r.status) for r in results] == [("kit-a", "unreachable"), ("kit-b", "unreachable")]
+    assert all(r.kit in r.error and "Could not connect" in r.error for r in results)
+    assert main(["deploy", str(DEMO), "--kit", "kit-b", "--connect", str(connect), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and [k["kit"] for k in report["kits"]] == ["kit-b"]
