@@ -209,7 +209,8 @@ class Lab:
                                                        ports[v.name]))
         for v in vms:
             t0, proc = procs[v.name]
-            seconds = vm.wait_ssh(v, proc, ports[v.name], self.key)
+            vm.wait_ssh(v, proc, ports[v.name], self.key)
+            seconds = time.monotonic() - t0  # from this VM's start: they boot side by side
             self.progress(f"{v.name}: cold boot to SSH {seconds:.1f} s; waiting for uplinks")
             vm.wait_uplinks(v, ports[v.name], self.key)
             name_it = (f"echo {v.name} >/etc/hostname && hostname {v.name} && "
