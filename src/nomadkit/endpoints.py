@@ -24,7 +24,7 @@ class CloudEndpoints(BaseModel):
     assets_bucket: str
     recordings_bucket: str
     cdn_url: str
-    relay_srt_url: str
+    relay_srt_urls: dict[str, str]  # stream name -> srt://relay:port (one listener port per stream)
     webhook_url: str
     ledger_table: str
     members_table: str

@@ -16,6 +16,7 @@ from tourcloud.relay import IngestRelay, IngestRelayArgs
 from tourcloud.storage import TourStorage, TourStorageArgs
 
 import nomadkit
+from nomadkit.roles.relay import streams
 from nomadkit.tickets import public_key_of
 from nomadkit.tour import load_tour
 
@@ -25,19 +26,20 @@ tour_file = (HERE / config.require("tour")).resolve()
 tour = load_tour(tour_file)
 prefix = f"{tour.name}-{pulumi.get_stack()}"
 ports = tour.cloud.ports
+relay_streams = streams(tour)
 account_id = aws.get_caller_identity_output().account_id
 
 storage = TourStorage("storage", TourStorageArgs(
     prefix=prefix,
     account_id=account_id,
     slate_dir=HERE / "slate",
-    streams=sorted({stream.name for kit in tour.kits for stream in kit.streams}),
+    streams=[stream.name for stream in relay_streams],
     assets_dir=tour_file.parent / tour.assets_dir if tour.assets_dir else None,
 ))
 relay = IngestRelay("relay", IngestRelayArgs(
     prefix=prefix,
     instance_type=config.get("relayInstanceType") or "t3.small",
-    srt_port=ports.relay_srt,
+    srt_ports=[stream.port for stream in relay_streams],
     http_port=ports.relay_http,
     admin_cidr=config.get("adminCidr") or "",
     ssh_key_name=config.get("sshKeyName") or "",
@@ -66,7 +68,9 @@ pulumi.export("endpoints", {
     "assets_bucket": storage.assets.bucket,
     "recordings_bucket": storage.recordings.bucket,
     "cdn_url": pulumi.Output.concat("https://", cdn.distribution.domain_name),
-    "relay_srt_url": pulumi.Output.concat("srt://", relay.address.public_dns, f":{ports.relay_srt}"),
+    "relay_srt_urls": {stream.name: pulumi.Output.concat("srt://", relay.address.public_dns,
+                                                          f":{stream.port}")
+                       for stream in relay_streams},
     "webhook_url": payments.url.function_url,
     "ledger_table": payments.ledger.name,
     "members_table": payments.members.name,

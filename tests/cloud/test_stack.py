@@ -144,7 +144,9 @@ def test_outputs_are_cloud_endpoints(plan: Plan) -> None:
     assert endpoints.stack == "demo-test"
     assert endpoints.cdn_url.startswith("https://") and endpoints.cdn_url.endswith(".cloudfront.net")
     assert endpoints.webhook_url.endswith(".lambda-url.eu-west-1.on.aws/")
-    assert endpoints.relay_srt_url.startswith("srt://") and endpoints.relay_srt_url.endswith(":9000")
+    assert endpoints.relay_srt_urls == {
+        "room": "srt://ec2-203-0-113-10.eu-west-1.compute.amazonaws.com:9000",
+        "stage": "srt://ec2-203-0-113-10.eu-west-1.compute.amazonaws.com:9001"}
     assert len(endpoints.ticket_public_key) == 43  # 32 bytes, base64url
     assert set(plan.outputs["kit_credentials"]) == {"kit-a", "kit-b"}
 

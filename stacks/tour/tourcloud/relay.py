@@ -21,14 +21,15 @@ CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
 class IngestRelayArgs:
     """+ prefix: resource name prefix (tour-stack)
     + instance_type: EC2 size (SRT relaying and HLS muxing without transcoding is light)
-    + srt_port, http_port: the relay's SRT listener and HLS server ports
+    + srt_ports: the relay's SRT listener ports (one per stream)
+    + http_port: where the relay serves HLS
     + admin_cidr: who may SSH in for pyinfra ("" = nobody)
     + ssh_key_name: EC2 key pair for that SSH access ("" = none)
     """
 
     prefix: str
     instance_type: str
-    srt_port: int
+    srt_ports: list[int]
     http_port: int
     admin_cidr: str
     ssh_key_name: str
@@ -49,8 +50,8 @@ class IngestRelay(pulumi.ComponentResource):
         )
         cloudfront = aws.ec2.get_managed_prefix_list_output(name=CLOUDFRONT_ORIGIN_FACING)
         ingress = [
-            {"description": "SRT from the kits", "protocol": "udp",
-             "from_port": args.srt_port, "to_port": args.srt_port, "cidr_blocks": ["0.0.0.0/0"]},
+            {"description": "SRT from the kits", "protocol": "udp", "from_port": min(args.srt_ports),
+             "to_port": max(args.srt_ports), "cidr_blocks": ["0.0.0.0/0"]},
             {"description": "HLS to CloudFront only", "protocol": "tcp",
              "from_port": args.http_port, "to_port": args.http_port,
              "prefix_list_ids": [cloudfront.id]},
