@@ -20,7 +20,7 @@ from nomadkit.tour import Tour, load_tour
 
 # Modules that each add subcommands with `register(subparsers)`.
 AREAS: tuple[str, ...] = ("nomadkit.lab.cli", "nomadkit.fleet.cli", "nomadkit.deploy.cli",
-                          "nomadkit.status.cli", "nomadkit.preflight.cli")
+                          "nomadkit.status.cli", "nomadkit.preflight.cli", "nomadkit.cloud.cli")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
