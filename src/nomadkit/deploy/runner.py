@@ -77,6 +77,7 @@ class Reporter(BaseStateCallback):
         self.results = results
         self.progress = progress
         self.done: dict[str, int] = {}
+        self.pending: dict[str, tuple[Host, str]] = {}
 
     def host_connect_error(self, state: State, host: Host, error: Any) -> None:
         self.results[host.name].status = "unreachable"
@@ -87,23 +88,34 @@ class Reporter(BaseStateCallback):
         self.progress(f"{host.name}: connected")
 
     def operation_host_success(self, state: State, host: Host, op_hash: str, retry_count: int = 0) -> None:
-        self._done(state, host, op_hash, failed=False)
+        self._done(state, host, op_hash)
 
     def operation_host_error(self, state: State, host: Host, op_hash: str, retry_count: int = 0,
                              max_retries: int = 0) -> None:
-        self._done(state, host, op_hash, failed=True)
+        self._done(state, host, op_hash)
+        self.progress(f"{host.name}: FAILED  {', '.join(sorted(state.op_meta[op_hash].names))}")
 
-    def _done(self, state: State, host: Host, op_hash: str, failed: bool) -> None:
+    def _done(self, state: State, host: Host, op_hash: str) -> None:
+        """pyinfra completes an operation's result only after this callback: report the
+        previous one of this host now, this one with the next (or at `flush`)."""
+        self.flush(state, host)
+        self.pending[host.name] = (host, op_hash)
         count = self.done[host.name] = self.done.get(host.name, 0) + 1
         self.results[host.name].seconds = self.progress.elapsed()
-        name = ", ".join(sorted(state.op_meta[op_hash].names))
-        meta = state.ops[host][op_hash].operation_meta
-        if failed:
-            self.progress(f"{host.name}: FAILED  {name}")
-        elif meta.did_change():
-            self.progress(f"{host.name}: changed {name}")
-        elif count % 25 == 0:
+        if count % 25 == 0:
             self.progress(f"{host.name}: {count} operations done")
+
+    def flush(self, state: State, host: Host | None = None) -> None:
+        """Print the changed operations not yet reported (all hosts without `host`)."""
+        names = [host.name] if host else list(self.pending)
+        for name in names:
+            if name not in self.pending:
+                continue
+            pending_host, op_hash = self.pending.pop(name)
+            meta = state.ops[pending_host][op_hash].operation_meta
+            op_name = ", ".join(sorted(state.op_meta[op_hash].names))
+            if meta.is_complete() and meta.did_change():
+                self.progress(f"{name}: changed {op_name}")
 
 
 def deploy(tour_file: Path, *, stop: str | None = None, kit: str | None = None, dry: bool = False,
@@ -124,13 +136,15 @@ def deploy(tour_file: Path, *, stop: str | None = None, kit: str | None = None, 
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     state = State(inv, Config(), check_for_changes=dry)
     results = {n: KitResult(n) for n in names}
-    state.add_callback_handler(Reporter(results, progress))
+    reporter = Reporter(results, progress)
+    state.add_callback_handler(reporter)
     progress(f"{'checking' if dry else 'deploying'} {len(names)} kit(s): {', '.join(names)}")
     try:
         connect_all(state)
         prepare(state, results, progress)
         if not dry:
             run_ops(state)
+            reporter.flush(state)
     except PyinfraError as exc:
         if state.active_hosts:  # "No hosts remaining" is reported per kit below
             raise UserError(f"deploy stopped: {exc}") from None
