@@ -1,0 +1,1 @@
+"""nomadkit's benchmarks: `python -m bench` runs them and rewrites docs/benchmarks.md."""

@@ -1,0 +1,134 @@
+"""Run nomadkit's benchmarks and rewrite docs/benchmarks.md from this run's figures.
+
+    .venv/bin/python -m bench [--only NAME ...] [--quick] [--json] [--no-write]
+
+Benchmarks that need no VM run first (namespaces, loopback); the ones that boot the QEMU lab
+run last, each only when no other lab is up on this machine (the lab's namespace is fixed),
+waiting up to --lab-wait seconds for it to be free, else reported as skipped. Every number in
+the document comes from the run that wrote it; a benchmark that cannot run says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.report import Result, skipped
+from nomadkit import ROOT
+from nomadkit.lab.vm import detect_accel
+from nomadkit.paths import cache_root
+
+# In running order: namespace/loopback ones first, lab ones last.
+BENCHMARKS = ("failover", "overhead", "cdn", "webhook", "lab", "kit_deploy", "fleet", "preflight")
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def lab_busy() -> str | None:
+    """Why the lab cannot be used now (another lab up, lab tests running), or None."""
+    if (cache_root() / "lab" / "run" / "lab.json").exists():
+        return "a lab is up on this machine (not ours to take down)"
+    found = subprocess.run(["pgrep", "-af", "pytest.*lab"], capture_output=True, text=True).stdout
+    mine = str(os.getpid())
+    if any(line.split()[0] != mine for line in found.splitlines()):
+        return "lab tests are running on this machine"
+    return None
+
+
+def wait_for_lab(limit_s: float) -> str | None:
+    """Wait until the lab is free; return why not if it stays busy for limit_s."""
+    end = time.monotonic() + limit_s
+    while (busy := lab_busy()) and time.monotonic() < end:
+        print(f"bench: waiting for the lab ({busy})", file=sys.stderr)
+        time.sleep(20)
+    return busy
+
+
+def run_one(name: str, quick: bool, lab_wait_s: float) -> Result:
+    module = importlib.import_module(f"bench.bench_{name}")
+    if getattr(module, "NEEDS_LAB", False) and (busy := wait_for_lab(lab_wait_s)):
+        return skipped(module.TITLE, f"{busy} for {lab_wait_s:.0f} s")
+    print(f"bench: {name} ...", file=sys.stderr)
+    started = time.monotonic()
+    try:
+        result = module.run(quick)
+    except Exception as error:  # one broken benchmark must not lose the others' figures
+        traceback.print_exc()
+        result = skipped(module.TITLE, f"failed in this run: {type(error).__name__}: {error}")
+    result.figures.setdefault("bench_wall_s", round(time.monotonic() - started, 1))
+    print(f"bench: {name} done in {result.figures['bench_wall_s']} s"
+          + (f" (skipped: {result.skipped})" if result.skipped else ""), file=sys.stderr)
+    return result
+
+
+def machine() -> str:
+    accel = detect_accel()
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} CPU cores, {mem_gib:.0f} GiB, Linux {platform.release()}, "
+            f"Python {platform.python_version()}; VMs: {accel.name} ({accel.reason})")
+
+
+def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
+def document(results: dict[str, Result], quick: bool, wall_s: float) -> str:
+    lines = ["# Benchmarks", "",
+             "Written by `make bench` (`python -m bench`"
+             + (" --quick" if quick else "") + f") on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+             f"in {wall_s / 60:.1f} min. Machine: {machine()}.", "",
+             "Every figure below comes from that one run; ratios compare figures measured in the "
+             "same run (these shared machines are noisy, so compare ratios rather than seconds "
+             "across runs). Repeated measurements show min / median / max over N runs.", "",
+             "## Where nomadkit stands", ""]
+    lines += [f"- **{r.title}**: {r.summary}" for r in results.values()]
+    for result in results.values():
+        lines += ["", f"## {result.title}", ""]
+        if result.skipped:
+            lines += [f"skipped: {result.skipped}"]
+            continue
+        lines += [f"**Measured:** {result.measured}", "", f"**On:** {result.on}"]
+        for table in result.tables:
+            lines += ["", f"**{table.title}**", "", *markdown_table(list(table.columns),
+                                                                    [list(r) for r in table.rows])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
+                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print every figure as JSON")
+    parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
+    parser.add_argument("--lab-wait", type=float, default=600,
+                        help="seconds to wait for a busy lab before skipping (default 600)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (network namespaces, nftables, the QEMU lab)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    results = {name: run_one(name, args.quick, args.lab_wait) for name in args.only or BENCHMARKS}
+    wall_s = time.monotonic() - started
+    if not args.no_write:
+        DOC.write_text(document(results, args.quick, wall_s))
+        print(f"bench: wrote {DOC.relative_to(ROOT)} ({wall_s / 60:.1f} min)", file=sys.stderr)
+    if args.json:
+        print(json.dumps({k: r.as_dict() for k, r in results.items()}, indent=2))
+    else:
+        for result in results.values():
+            print(f"{result.title}: {result.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
