@@ -20,7 +20,6 @@ import sys
 import time
 import traceback
 from datetime import UTC, datetime
-from pathlib import Path
 
 from bench.report import Result, skipped
 from nomadkit import ROOT
