@@ -40,18 +40,18 @@ RAMP_STEP_S = 2.0
 RUN_S = 24.0  # per trial: the slowest detector (ping on a degrading link) needs ~15 s
 
 
-def kit_agent(netkit: NetKit, folder: Path) -> tuple[subprocess.Popen, dict[str, Any]]:
+def kit_agent(netkit: NetKit, folder: Path, cloud_url: str | None = None) -> subprocess.Popen:
     """The agent with the demo tour's kit-a settings, probing the namespace edge."""
     tour = load_tour(ROOT / "tours" / "demo.yaml")
     config = agent_config(tour, tour.kit("kit-a"), None) | {
         "probe_host": EDGE, "probe_port": 80, "state_dir": str(folder / "state"),
         "run_dir": str(folder / "run"), "http_bind": "127.0.0.1", "recordings_dir": str(folder),
-        "systemctl": ["true"], "windows": [], "ups": "none@localhost", "cloud_url": None}
+        "systemctl": ["true"], "windows": [], "ups": "none@localhost", "cloud_url": cloud_url}
     (folder / "agent.json").write_text(json.dumps(config))
     proc = subprocess.Popen(netkit.in_kit([sys.executable, "-m", "nomadkit.agent", "--config",
                                            str(folder / "agent.json")]),
                             stdout=(folder / "agent.log").open("w"), stderr=subprocess.STDOUT)
-    return proc, config
+    return proc
 
 
 def agent_status(folder: Path) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def longest_gap(times: list[float]) -> float:
 def trial(scenario: str, folder: Path) -> dict[int, dict[str, float | None]]:
     """One failure of wwan0 with all three streams running; per stream: detection, gap, lost."""
     with NetKit(UPLINKS, prefix="nkbfo") as netkit:
-        agent, _ = kit_agent(netkit, folder)
+        agent = kit_agent(netkit, folder)
         procs: list[subprocess.Popen] = [agent]
         try:
             wait_healthy(agent, folder)
