@@ -1,0 +1,38 @@
+"""Fleet deploy: wall time to configure 1 and 2 lab kits together, and how it scales.
+
+Each size starts from a fresh lab (`bench.bench_kit_deploy.case`, first apply only). The lab
+tour maps the demo tour's kits onto lab kits, and the demo tour has two kits, so 4 kits are
+not measured until the lab tour can clone kits.
+"""
+
+from __future__ import annotations
+
+from bench.bench_kit_deploy import case, check
+from bench.report import Result, Table
+from nomadkit.lab.progress import Progress
+from nomadkit.lab.vm import detect_accel
+
+TITLE = "Fleet deploy: 1 and 2 kits together"
+NEEDS_LAB = True
+SIZES = (1, 2)
+
+
+def run(quick: bool) -> Result:
+    walls: dict[int, float] = {}
+    for kits in SIZES:
+        figures = case(kits, 0, Progress(quiet=True))
+        check(figures)
+        walls[kits] = figures["runs"][0]["wall_s"]
+    table = Table("First apply, wall seconds (one run each)",
+                  ["kits", "wall s", "s per kit", "scaling vs 1 kit (wall ratio)"])
+    for kits, wall in walls.items():
+        table.rows.append([str(kits), f"{wall:.0f}", f"{wall / kits:.0f}", f"×{wall / walls[1]:.2f}"])
+    table.rows.append(["4", "skipped", "", "skipped: the lab tour maps only the demo tour's 2 kits"])
+    return Result(
+        title=TITLE,
+        measured=("first apply of `nomadkit deploy` to N freshly resumed lab kits at once "
+                  "(pyinfra in parallel)"),
+        on=f"QEMU lab, {detect_accel().name.upper()}, 1 vCPU per kit on a 2-core machine",
+        summary=(f"2 kits take ×{walls[2] / walls[1]:.2f} the wall time of 1 "
+                 "(ideal parallel: ×1.0, serial: ×2.0)"),
+        tables=[table], figures={"wall_s": walls})
