@@ -86,7 +86,11 @@ def check_systemd(out: Path, kit: Kit) -> Result:
 
 
 def check_nftables(out: Path, kit: Kit) -> Result:
-    code, output = run(["unshare", "--net", "nft", "-c", "-f", str(out / "etc/nftables.conf")])
+    """In an empty network namespace, and without /etc/protocols and /etc/services: a minimal
+    kit has no netbase, so every name in the ruleset must be one nft knows by itself."""
+    script = ("mount --bind /dev/null /etc/protocols && mount --bind /dev/null /etc/services && "
+              f"nft -c -f {shlex.quote(str(out / 'etc/nftables.conf'))}")
+    code, output = sandboxed(out, [], script, net=True)
     return verdict("nft -c -f", ["/etc/nftables.conf"], code, output)
 
 
