@@ -59,7 +59,11 @@ def make_handler(webhook: Webhook) -> type[BaseHTTPRequestHandler]:
                 body = self.rfile.read(length)
                 event = function_url_event(self.command, self.path, dict(self.headers), body,
                                            self.client_address[0])
-                response = webhook(event)
+                try:
+                    response = webhook(event)
+                except Exception:  # the Lambda runtime would answer 502; say it and log why
+                    logging.getLogger("nomadkit.webhook").exception("handler failed")
+                    response = refuse(500, "internal error in the webhook (see its log)")
             payload = response["body"].encode()
             self.send_response(response["statusCode"])
             for name, value in response["headers"].items():
@@ -79,6 +83,7 @@ def make_handler(webhook: Webhook) -> type[BaseHTTPRequestHandler]:
 def serve(config: WebhookConfig, host: str, port: int, endpoint_url: str | None) -> None:
     """Serve the webhook on ``host:port`` until killed, with AWS calls sent to ``endpoint_url``."""
     webhook = build(config, endpoint_url=endpoint_url) if endpoint_url else build(config)
+    ThreadingHTTPServer.request_queue_size = 128  # bursts from the provider's retries
     server = ThreadingHTTPServer((host, port), make_handler(webhook))
     server.daemon_threads = True
     logging.getLogger("nomadkit.webhook").info("serving on http://%s:%d/", host, port)
