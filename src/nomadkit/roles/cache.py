@@ -46,6 +46,8 @@ def files(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
 class StoreChecksums(FactBase):
     """sha256 of each given file under the cache store (missing files are left out)."""
 
+    default = dict
+
     def command(self, paths: tuple[str, ...]) -> str:
         quoted = " ".join(f"'{p}'" for p in paths)
         return f"cd {STORE} 2>/dev/null && sha256sum -- {quoted} 2>/dev/null || true"
