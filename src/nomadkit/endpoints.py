@@ -32,6 +32,12 @@ class CloudEndpoints(BaseModel):
     ticket_public_key: str  # Ed25519, base64url: kits verify ticket tokens offline with it
     s3_endpoint: str | None = None  # set for the local cloud (moto); None means AWS itself
 
+    def seen_from(self, address: str) -> CloudEndpoints:
+        """The same endpoints as a lab kit reaches them: loopback URLs become `address`
+        (the lab's cloud address, which the lab forwards to this machine's loopback)."""
+        return CloudEndpoints.model_validate_json(
+            self.model_dump_json().replace("//127.0.0.1:", f"//{address}:"))
+
     @classmethod
     def read(cls, path: Path) -> CloudEndpoints:
         """Load endpoints written by `nomadkit cloud up` or `pulumi stack output --json`."""

@@ -26,7 +26,13 @@ def group_name(stop: str) -> str:
 
 def host_data(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
               connect: dict[str, Any] | None = None) -> dict[str, Any]:
-    """pyinfra host data for one kit: how to reach it, and what it should be."""
+    """pyinfra host data for one kit: how to reach it, and what it should be.
+
+    A lab kit (its connection data names `lab_cloud_address`) gets the endpoints as seen from
+    inside the lab."""
+    connect = connect or {}
+    if endpoints and connect.get("lab_cloud_address"):
+        endpoints = endpoints.seen_from(connect["lab_cloud_address"])
     data: dict[str, Any] = {
         "ssh_hostname": kit.management.address,
         "ssh_port": kit.management.port,
@@ -35,7 +41,7 @@ def host_data(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
         "nomadkit_tour": tour.model_dump(mode="json"),
         "nomadkit_endpoints": endpoints.model_dump(mode="json") if endpoints else None,
     }
-    data.update(connect or {})
+    data.update(connect)
     return data
 
 

@@ -36,7 +36,7 @@ from nomadkit.cloud.realize import LocalAws, Realizer
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.render import render
-from nomadkit.roles import relay
+from nomadkit.roles import agent, relay
 from nomadkit.tickets import generate_ticket_key, public_key_of
 from nomadkit.tour import LocalPorts, Tour
 
@@ -288,13 +288,6 @@ def edge_site(cloud: LocalCloud, plan: Plan, assets_bucket: str) -> str:
     )
 
 
-def write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(text)
-
-
 def up(tour: Tour, tour_file: Path, host: str | None, progress: Progress) -> CloudEndpoints:
     """Bring the tour's local cloud up; return the endpoints it wrote."""
     cloud = LocalCloud.for_tour(tour, host)
@@ -317,7 +310,7 @@ def up(tour: Tour, tour_file: Path, host: str | None, progress: Progress) -> Clo
         aws = realize_aws(cloud, plan)
         progress("aws", f"{len(aws.created)} resources created in moto; "
                         f"{len(aws.elsewhere)} realized as local processes")
-        write_private(cloud.state / "kit-credentials.json", json.dumps(aws.kit_credentials, indent=2))
+        store_kit_credentials(tour, aws.kit_credentials)
         _timed(progress, "relay", lambda: start_relay(cloud),
                ", ".join(f"{s.name} srt://{cloud.host}:{s.port}" for s in relay.streams(tour))
                + f" -> HLS at {cloud.url(ports.relay_http)}/live/")
@@ -337,6 +330,14 @@ def up(tour: Tour, tour_file: Path, host: str | None, progress: Progress) -> Clo
     target.write_text(endpoints.model_dump_json(indent=2))
     progress("endpoints", str(target))
     return endpoints
+
+
+def store_kit_credentials(tour: Tour, credentials: dict[str, dict[str, str]]) -> None:
+    """Each kit's upload identity, where the agent role's secret references point."""
+    for kit in tour.kits:
+        key_id_ref, secret_ref = agent.credential_refs(tour, kit)
+        tour_secrets.store(key_id_ref, credentials[kit.name]["access_key_id"])
+        tour_secrets.store(secret_ref, credentials[kit.name]["secret_access_key"])
 
 
 def _timed(progress: Progress, name: str, action: Callable[[], None], detail: str) -> None:

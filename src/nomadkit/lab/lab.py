@@ -226,20 +226,31 @@ class Lab:
             self.progress(f"{v.name}: golden snapshot saved "
                           f"({(v.golden_dir(accel) / 'state.zst').stat().st_size >> 20} MiB)")
 
+    @property
+    def connect_file(self) -> Path:
+        return self.dir / "connect.json"
+
+    def connect_overrides(self, state: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """Per-kit SSH data that points a tour's inventory at the lab's VMs (NOMADKIT_CONNECT)."""
+        state = state or self.state()
+        return {name: {"ssh_hostname": "127.0.0.1", "ssh_port": kit["ssh_port"], "ssh_user": "root",
+                       "ssh_key": state["ssh_key"], "ssh_known_hosts_file": "/dev/null",
+                       "ssh_strict_host_key_checking": "no", "lab": True,
+                       "lab_cloud_address": state["cloud_address"]}
+                for name, kit in state["kits"].items()}
+
     def write_inventory(self, state: dict[str, Any]) -> None:
-        """A pyinfra inventory: `pyinfra ~/.cache/nomadkit/lab/run/inventory.py deploys/kit.py`."""
-        hosts = []
-        for name, kit in state["kits"].items():
-            hosts.append((name, {
-                "ssh_hostname": "127.0.0.1", "ssh_port": kit["ssh_port"], "ssh_user": "root",
-                "ssh_key": state["ssh_key"], "ssh_known_hosts_file": "/dev/null",
-                "ssh_strict_host_key_checking": "no", "lab": True,
-                "lab_cloud_address": state["cloud_address"],
-                "lab_uplinks": {u: {k: v[k] for k in ("gateway", "address", "mac")}
-                                for u, v in kit["uplinks"].items()}}))
+        """A pyinfra inventory of the bare kits (`pyinfra …/run/inventory.py exec -- uname`), and
+        connect.json for a tour's: `NOMADKIT_CONNECT=…/run/connect.json pyinfra inventories/tour.py …`."""
+        connect = self.connect_overrides(state)
+        hosts = [(name, {**connect[name],
+                         "lab_uplinks": {u: {k: v[k] for k in ("gateway", "address", "mac")}
+                                         for u, v in kit["uplinks"].items()}})
+                 for name, kit in state["kits"].items()]
         self.inventory.write_text(
             '"""The running lab\'s kits, written by `nomadkit lab up` (do not edit)."""\n\n'
             f"kits = {hosts!r}\n")
+        self.connect_file.write_text(json.dumps(connect, indent=2))
 
     # --- acting on a running lab ---
     def link(self, kit: str, uplink: str, up: bool) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from nomadkit import tickets
+from nomadkit.kitsync import Fleet
 from nomadkit.webhook import events, signature
 from nomadkit.webhook.config import WebhookConfig
 from nomadkit.webhook.events import Decision, Event, MalformedEvent
@@ -57,6 +58,8 @@ class Webhook:
     def __init__(self, store: Store):
         self.store = store
         self.config = store.config
+        self.kits = Fleet(store.dynamodb, self.config.ledger_table, self.config.tour,
+                          lambda: [tickets.public_key_of(store.secret(self.config.ticket_key_id))])
 
     def __call__(self, request: dict[str, Any]) -> Response:
         """Answer one Function URL event."""
@@ -66,6 +69,9 @@ class Webhook:
             return respond(200, ok=True, tour=self.config.tour)
         if method == "GET" and path == "/revocations":
             return respond(200, tour=self.config.tour, revoked=self.store.revoked_tickets())
+        kits = self.kits.handle(request)  # the kits' check-ins and heartbeats
+        if kits is not None:
+            return kits
         if path != "/":
             return refuse(404, f"no such path {path!r}: payment events go to POST /")
         if method != "POST":
