@@ -19,8 +19,10 @@ from nomadkit.errors import UserError
 from nomadkit.tour import Tour, load_tour
 
 # Modules that each add subcommands with `register(subparsers)`.
-AREAS: tuple[str, ...] = ("nomadkit.lab.cli", "nomadkit.fleet.cli", "nomadkit.deploy.cli",
-                          "nomadkit.status.cli", "nomadkit.preflight.cli", "nomadkit.cloud.cli")
+AREAS: tuple[str, ...] = (
+    "nomadkit.cloud.cli", "nomadkit.lab.cli", "nomadkit.deploy.cli", "nomadkit.status.cli",
+    "nomadkit.preflight.cli", "nomadkit.up", "nomadkit.fleet.cli",
+)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

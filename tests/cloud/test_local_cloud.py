@@ -86,6 +86,35 @@ def test_writes_endpoints_for_the_kits(cloud: tuple[Tour, CloudEndpoints]) -> No
     assert endpoints.relay_srt_urls["stage"] == f"srt://127.0.0.1:{9001 + PORT_SHIFT}"
 
 
+def test_preflight_sees_the_streams_live_and_drills_the_fallback(
+        cloud: tuple[Tour, CloudEndpoints]) -> None:
+    """The preflight's CDN checks on the real edge: live first, then the origin drill, after
+    which the live origin is back."""
+    from nomadkit.preflight.cloud_checks import cdn_fallback, cdn_live
+    from nomadkit.preflight.runner import Context, Failed
+
+    tour, endpoints = cloud
+    ctx = Context(tour=tour, stop=tour.stops[0], endpoints=endpoints, remotes={},
+                  local_cloud=local.LocalCloud.for_tour(tour))
+    with pytest.raises(Failed, match="not live at the edge"):
+        cdn_live(ctx, None)  # nothing streams yet: the check must say so
+    senders = [local.test_pattern(endpoints.relay_srt_urls[s], seconds=60) for s in ("stage", "room")]
+    try:
+        for stream in ("stage", "room"):
+            wait_for_origin(f"{endpoints.cdn_url}/live/{stream}/index.m3u8", "live")
+        live = cdn_live(ctx, None)
+        assert live["stage"]["origin"] == "live" and live["stage"]["segments"] >= 1
+        drill = cdn_fallback(ctx, None)
+        assert drill["origin_down_to_slate_s"] < 10 and drill["back_to_live_s"] < 10
+        print(f"\npreflight CDN drill: slate after {drill['origin_down_to_slate_s']} s, "
+              f"live again after {drill['back_to_live_s']} s")
+        assert get(f"{endpoints.cdn_url}/live/stage/index.m3u8")[1]["X-Nomadkit-Origin"] == "live"
+    finally:
+        for sender in senders:
+            sender.kill()
+            sender.wait()
+
+
 def test_edge_serves_live_then_the_slate_when_the_origin_stops(
         cloud: tuple[Tour, CloudEndpoints]) -> None:
     tour, endpoints = cloud

@@ -245,13 +245,19 @@ def start_nginx(cloud: LocalCloud, name: str, site: str, port: int) -> None:
     wait_ready(cloud, name, listening(cloud.host, port))
 
 
-def start_relay(cloud: LocalCloud) -> None:
+def start_origin(cloud: LocalCloud) -> None:
+    """The relay's HLS origin (nginx): what the edge tries first. The preflight's CDN drill
+    stops it (`stop(cloud, "relay-nginx")`) and starts it again with this."""
     hls = cloud.state / "relay" / "hls"
     hls.mkdir(parents=True, exist_ok=True)
     start_nginx(cloud, "relay-nginx", relay.nginx_site(cloud.tour, str(hls), cloud.host),
                 cloud.ports.relay_http)
+
+
+def start_relay(cloud: LocalCloud) -> None:
+    start_origin(cloud)
     script = cloud.state / "relay" / "ingest.sh"
-    script.write_text(relay.ingest_script(cloud.tour, str(hls), cloud.host))
+    script.write_text(relay.ingest_script(cloud.tour, str(cloud.state / "relay" / "hls"), cloud.host))
     script.chmod(0o755)
     # One supervisor shell runs every stream's listener; stopping it stops them all.
     runner = " & ".join(f"{script} {stream.name}" for stream in relay.streams(cloud.tour))

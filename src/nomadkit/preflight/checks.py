@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from nomadkit import tickets
+from nomadkit.cloud import local
+from nomadkit.cloud.local import LocalCloud
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.inventory import groups
@@ -26,13 +28,18 @@ def build_context(tour: Tour, stop: str) -> Context:
     path = endpoints_file(tour.name)
     endpoints = CloudEndpoints.read(path) if path.exists() else None
     lab = Lab()
-    lab_kits = lab.state().get("kits", {}) if lab.state_file.exists() else {}
-    in_lab = all(name in lab_kits for name in tour.stop(stop).kits)
-    connect = lab.connect_overrides() if in_lab else None
+    lab_state = lab.state() if lab.state_file.exists() else {"kits": {}}
+    in_lab = all(name in lab_state["kits"] for name in tour.stop(stop).kits)
+    connect = lab.connect_overrides(lab_state) if in_lab else None
     hosts = dict(groups(tour, endpoints, connect)["all"][0])
     remotes = {name: Remote.from_host_data(name, data) for name, data in hosts.items()}
-    return Context(tour=tour, stop=tour.stop(stop), endpoints=endpoints, remotes=remotes,
-                   links=lab if in_lab else None)
+    cloud = LocalCloud.for_tour(tour, None)
+    local_up = endpoints is not None and all(local.status(tour, None).values())
+    return Context(
+        tour=tour, stop=tour.stop(stop), endpoints=endpoints, remotes=remotes,
+        kit_endpoints=endpoints.seen_from(lab_state["cloud_address"]) if endpoints and in_lab
+        else endpoints,
+        links=lab if in_lab else None, local_cloud=cloud if local_up else None)
 
 
 def sign_report(tour: Tour, report: Report) -> str | None:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 from nomadkit import tickets
+from nomadkit.cloud import local
 from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped
 from nomadkit.secrets import resolve
 from nomadkit.tour import Kit
 from nomadkit.webhook.signature import compute_signature
 
 STALE_S = 600  # older than the webhook's 300 s tolerance
+FALLBACK_LIMIT_S = 10.0  # viewers must see the slate within seconds, never an error page
 
 
 def _first_kit(ctx: Context) -> Kit:
@@ -35,11 +39,11 @@ def _event(ctx: Context, tier: str) -> dict:
 
 
 def _post_event(ctx: Context, event: dict, secret: str, at: int) -> tuple[int, dict]:
-    assert ctx.endpoints
+    assert ctx.kit_endpoints
     body = json.dumps(event)
     header = f"t={at},v1={compute_signature(at, body.encode(), secret)}"
     status, text = ctx.remotes[_first_kit(ctx).name].http(
-        "POST", ctx.endpoints.webhook_url, body,
+        "POST", ctx.kit_endpoints.webhook_url, body,
         {"content-type": "application/json", "stripe-signature": header})
     try:
         return status, json.loads(text)
@@ -99,19 +103,65 @@ def door_checkin_offline(ctx: Context, kit: Kit | None) -> Evidence:
     return evidence
 
 
+def _edge_get(ctx: Context, path: str) -> tuple[int, str, bytes]:
+    """GET through the CDN edge, as a viewer: (status, which origin answered, body)."""
+    assert ctx.endpoints
+    request = urllib.request.Request(f"{ctx.endpoints.cdn_url.rstrip('/')}{path}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers.get("X-Nomadkit-Origin", ""), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("X-Nomadkit-Origin", ""), b""
+
+
+def _streams(ctx: Context) -> list[str]:
+    return [s.name for kit in ctx.kits for s in kit.streams]
+
+
 def cdn_live(ctx: Context, kit: Kit | None) -> Evidence:
-    """Viewers get the live stream through the CDN edge, not the slate."""
-    if ctx.local_cloud is None or ctx.endpoints is None:
-        raise Skipped("needs the cloud's endpoints and a view of its edge")
-    return ctx.local_cloud.check_live(ctx)
+    """Viewers get every live stream of the stop through the CDN edge, not the slate."""
+    if ctx.endpoints is None:
+        raise Failed("no cloud endpoints — run `nomadkit cloud up` first")
+    evidence: Evidence = {}
+    for stream in _streams(ctx):
+        status, origin, body = _edge_get(ctx, f"/live/{stream}/index.m3u8")
+        segments = body.decode(errors="replace").count("#EXTINF")
+        evidence[stream] = {"http": status, "origin": origin or "unknown", "segments": segments}
+        if status != 200 or origin == "slate" or not segments:
+            raise Failed(f"'{stream}' is not live at the edge (HTTP {status}, {origin or 'no'} "
+                         "origin) — check the kit's encoder and that the relay receives its SRT",
+                         **evidence)
+    return evidence
 
 
 def cdn_fallback(ctx: Context, kit: Kit | None) -> Evidence:
-    """With the live origin down, the edge serves the slate within seconds."""
-    if ctx.local_cloud is None:
+    """With the live origin down, the edge serves the slate within seconds; then it comes back."""
+    cloud = ctx.local_cloud
+    if cloud is None:
         raise Skipped("the origin drill stops the relay: only the local cloud allows it here; on "
                       "AWS run it in a staging stack")
-    return ctx.local_cloud.drill_fallback(ctx)
+    stream = _streams(ctx)[0]
+    local.stop(cloud, "relay-nginx")
+    start = time.monotonic()
+    try:
+        origin = ""
+        while time.monotonic() - start < FALLBACK_LIMIT_S and origin != "slate":
+            status, origin, _ = _edge_get(ctx, f"/live/{stream}/index.m3u8")
+            time.sleep(0.05)
+        to_slate = time.monotonic() - start
+    finally:
+        local.start_origin(cloud)
+    back = time.monotonic()
+    while time.monotonic() - back < FALLBACK_LIMIT_S and _edge_get(
+            ctx, f"/live/{stream}/index.m3u8")[1] != "live":
+        time.sleep(0.2)
+    evidence = {"stream": stream, "origin_down_to_slate_s": round(to_slate, 2),
+                "http": status, "back_to_live_s": round(time.monotonic() - back, 2)}
+    if origin != "slate" or status != 200:
+        raise Failed(f"the edge did not serve the slate within {FALLBACK_LIMIT_S:.0f} s of the "
+                     "origin failing — viewers would see an error; check the CDN's origin group",
+                     **evidence)
+    return evidence
 
 
 CLOUD_CHECKS = [

@@ -14,7 +14,7 @@ from nomadkit.remote import quote
 from nomadkit.tour import Kit
 
 MAX_CLOCK_OFFSET_S = 0.1  # SRT timestamps and signed tickets both tolerate far more
-SEGMENT_FRESH_S = 30.0  # an encoder whose newest segment is older than this is not running
+SEGMENT_FRESH_S = 10.0  # a recording not written to for this long means the encoder stalled
 BITRATE_TOLERANCE = 0.35  # x264 in ultrafast mode wanders around its target; more is wrong
 SPACE_MARGIN = 1.5  # room for the night's recordings, plus half again
 
@@ -106,9 +106,9 @@ def encoders_warm(ctx: Context, kit: Kit | None) -> Evidence:
     for stream in kit.streams:
         folder = f"{kit.recordings_dir}/{stream.name}"
         state = remote.run(f"systemctl is-active nomadkit-encoder@{quote(stream.name)}").stdout.strip()
-        newest = remote.run(f"ls -t {quote(folder)}/* 2>/dev/null | sed -n 2p").stdout.strip()
+        newest = remote.run(f"ls -t {quote(folder)}/*.ts 2>/dev/null | head -1").stdout.strip()
         if state != "active" or not newest:
-            raise Failed(f"encoder for '{stream.name}' is {state or 'missing'} with no finished segment "
+            raise Failed(f"encoder for '{stream.name}' is {state or 'missing'} with no recording "
                          f"in {folder} — check the capture device ({stream.device}) and "
                          f"`journalctl -u nomadkit-encoder@{stream.name}`", state=state)
         probe = json.loads(remote.output(
@@ -123,7 +123,7 @@ def encoders_warm(ctx: Context, kit: Kit | None) -> Evidence:
         if f"{video['width']}x{video['height']}" != stream.resolution:
             raise Failed(f"'{stream.name}' encodes {video['width']}x{video['height']}, the tour says "
                          f"{stream.resolution} — re-run the deploy", **evidence)
-        if abs(kbps - target) > target * BITRATE_TOLERANCE or age > SEGMENT_FRESH_S + 10:
+        if abs(kbps - target) > target * BITRATE_TOLERANCE or age > SEGMENT_FRESH_S:
             raise Warned(f"'{stream.name}' runs at {kbps:.0f} kbps (target {target}), newest segment "
                          f"{age:.0f} s old — the encoder is not keeping up; lower the resolution or "
                          "the ladder's top bitrate", **evidence)

@@ -30,22 +30,30 @@ def agent_status(ctx: Context, kit: Kit) -> dict:
 
 
 def uplink_throughput(ctx: Context, kit: Kit | None) -> Evidence:
-    """Every uplink carries the stream's top bitrate with headroom (measured while it streams)."""
+    """Every uplink carries the stream's top bitrate with headroom, measured while it streams:
+    the newest live segment is fetched through the CDN over each uplink in turn."""
     assert kit
-    if ctx.endpoints is None:
-        raise Failed("no cloud endpoints — run `nomadkit cloud up` first")
+    if ctx.kit_endpoints is None or not kit.streams:
+        raise Skipped("needs the cloud's endpoints and a stream on this kit")
     need_kbps = sum(s.bitrates_kbps[0] + s.audio_kbps for s in kit.streams) * HEADROOM
-    url = f"{ctx.endpoints.cdn_url.rstrip('/')}/preflight/probe.bin"
-    evidence: Evidence = {"need_kbps": round(need_kbps)}
+    live = f"{ctx.kit_endpoints.cdn_url.rstrip('/')}/live/{kit.streams[0].name}"
+    remote = ctx.remotes[kit.name]
+    playlist = remote.run(quote("curl", "-sf", "--max-time", "5", f"{live}/index.m3u8")).stdout
+    segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    if not segments:
+        raise Failed("no live segment at the CDN to measure with — the stream is not reaching the "
+                     "relay; see encoder.warm and cdn.live")
+    evidence: Evidence = {"need_kbps": round(need_kbps), "probe": segments[-1]}
     weak = []
     for uplink in sorted(kit.uplinks, key=lambda u: u.priority):
-        out = ctx.remotes[kit.name].run(quote(
+        out = remote.run(quote(
             "curl", "-s", "-o", "/dev/null", "--interface", uplink.name, "--max-time", "10",
-            "-w", "%{http_code} %{speed_download} %{time_connect}", url), timeout=30).stdout.split()
-        code, speed, connect = [*out, "000", "0", "0"][:3]
+            "-w", "%{http_code} %{speed_download} %{time_connect} %{size_download}",
+            f"{live}/{segments[-1]}"), timeout=30).stdout.split()
+        code, speed, connect, size = [*out, "000", "0", "0", "0"][:4]
         kbps = float(speed) * 8 / 1000
-        evidence[uplink.name] = {"http": int(code), "kbps": round(kbps), "connect_ms": round(
-            float(connect) * 1000, 1)}
+        evidence[uplink.name] = {"http": int(code), "kbps": round(kbps), "bytes": int(size),
+                                 "connect_ms": round(float(connect) * 1000, 1)}
         if int(code) != 200 or kbps < need_kbps:
             weak.append(uplink.name)
     if weak and len(weak) == len(kit.uplinks):

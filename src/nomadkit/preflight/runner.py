@@ -51,8 +51,9 @@ class Context:
 
     tour: Tour
     stop: Stop
-    endpoints: CloudEndpoints | None
+    endpoints: CloudEndpoints | None  # as this machine reaches the cloud
     remotes: dict[str, Remote]
+    kit_endpoints: CloudEndpoints | None = None  # as the kits reach it (differs in the lab)
     links: Any | None = None  # lab link control (cut/restore an uplink), None on real kits
     secrets: list[str] = field(default_factory=list)
     local_cloud: Any | None = None  # the local cloud's control API, None on AWS
