@@ -10,7 +10,7 @@ NOMADKIT := $(VENV)/bin/nomadkit
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv demo test lint bench clean
+.PHONY: setup apt venv demo demo-down test lint bench clean
 
 setup: apt venv
 
@@ -30,8 +30,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,dev]'
 	@touch $@
 
+# The demo tour's first stop on this machine: local cloud, QEMU kits, deploy, preflight.
+# It stays up afterwards (the summary says how to poke it); `make demo-down` stops it.
 demo: setup
 	$(NOMADKIT) validate tours/demo.yaml
+	$(NOMADKIT) down tours/demo.yaml >/dev/null 2>&1 || true
+	$(NOMADKIT) up tours/demo.yaml --local
+
+demo-down: venv
+	$(NOMADKIT) down tours/demo.yaml
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
