@@ -225,3 +225,19 @@ def test_no_healthy_uplink_rolls_the_encoder_back_to_audio_only(netkit: NetKit, 
     status = agent.wait("live again", lambda s: s["encoder"]["profile"] == "live")
     assert "rollback" not in status["alerts"]
     assert agent.systemctl_calls()[-1] == "start --no-block nomadkit-encoder@stage.service"
+
+
+def test_operator_rollback_holds_audio_only_until_cleared(netkit: NetKit, start_agent,
+                                                          tmp_path: Path) -> None:
+    """`nomadkit rollback` drops a flag in the agent's run dir: audio only although every
+    uplink is healthy, until the flag goes."""
+    agent = start_agent()
+    agent.wait("live profile selected", lambda s: s["encoder"]["profile"] == "live")
+    flag = tmp_path / "run" / "rollback"
+    flag.touch()
+    status = agent.wait("forced fallback", lambda s: s["encoder"]["profile"] == "fallback")
+    assert "forced by the operator" in status["alerts"]["rollback"]
+    assert status["active"] == "wwan0"  # the uplinks are fine; only the profile changed
+    flag.unlink()
+    status = agent.wait("live again", lambda s: s["encoder"]["profile"] == "live")
+    assert "rollback" not in status["alerts"]

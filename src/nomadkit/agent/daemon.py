@@ -31,6 +31,7 @@ log = logging.getLogger("nomadkit.agent")
 
 TICK_S = 0.05
 LOCK_NAME = "doors-open"
+ROLLBACK_NAME = "rollback"  # present: the operator forced the audio-only profile (`nomadkit rollback`)
 
 
 class Agent:
@@ -106,8 +107,10 @@ class Agent:
                 and self.encoder.profile != FALLBACK and not self.stopping.is_set())
 
     def pick_profile(self) -> None:
-        """Roll the encoder back to audio only when no uplink can carry video; restore after."""
-        want = LIVE if self.carrying_ok() else FALLBACK
+        """Roll the encoder back to audio only when no uplink can carry video, or when the
+        operator forced it; restore after."""
+        forced = (self.run_dir / ROLLBACK_NAME).exists()
+        want = LIVE if self.carrying_ok() and not forced else FALLBACK
         if want == self.encoder.profile:
             return
         errors = self.encoder.select(want)
@@ -116,8 +119,10 @@ class Agent:
             return
         self.alerts.pop("encoder", None)
         if want == FALLBACK:
-            self.alerts["rollback"] = ("no uplink can carry the live bitrate: streaming audio only; "
-                                       "the local recording continues")
+            self.alerts["rollback"] = (
+                "rollback forced by the operator" if forced else
+                "no uplink can carry the live bitrate") + ": streaming audio only; the local " \
+                "recording continues and is uploaded later"
         else:
             self.alerts.pop("rollback", None)
         self.event("profile", profile=want, active=self.active)

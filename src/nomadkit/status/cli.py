@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nomadkit.agent.daemon import ROLLBACK_NAME
 from nomadkit.errors import UserError
 from nomadkit.tour import Kit, load_tour
 
@@ -101,7 +102,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if any("error" in s for s in statuses) else 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Force a kit's streams to the audio-only profile (or --clear to hand control back to
+    the agent). The local recording never stops; it is uploaded when the uplinks allow."""
+    tour = load_tour(args.file)
+    kit = tour.kit(args.kit) if args.kit in [k.name for k in tour.kits] else None
+    if kit is None:
+        raise UserError(f"{args.file}: no kit named '{args.kit}' — kits: "
+                        f"{', '.join(k.name for k in tour.kits)}")
+    flag = f"/run/nomadkit/{ROLLBACK_NAME}"
+    command = f"rm -f {flag}" if args.clear else f"mkdir -p /run/nomadkit && touch {flag}"
+    done = subprocess.run([*ssh_argv(kit, overrides().get(kit.name, {})), command],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode:
+        raise UserError(f"{kit.name}: could not reach the kit to {'clear' if args.clear else 'force'} "
+                        f"the rollback: {done.stderr.strip() or done.returncode}")
+    deadline = time.monotonic() + 10
+    wanted = "live" if args.clear else "fallback"
+    while time.monotonic() < deadline:
+        status = read_status(kit, overrides().get(kit.name, {}))
+        if status.get("encoder", {}).get("profile") == wanted or args.clear:
+            break
+        time.sleep(0.5)
+    print(line(status))
+    return 0 if status.get("encoder", {}).get("profile") == wanted or args.clear else 1
+
+
 def register(subparsers: Any) -> None:
+    rollback = subparsers.add_parser("rollback", help="force a kit to the audio-only profile",
+                                     description=cmd_rollback.__doc__)
+    rollback.add_argument("file", type=Path, help="the tour file (YAML)")
+    rollback.add_argument("--kit", required=True, help="the kit")
+    rollback.add_argument("--clear", action="store_true",
+                          help="hand the profile back to the agent (live when an uplink can carry it)")
+    rollback.set_defaults(func=cmd_rollback)
     parser = subparsers.add_parser("status", help="every kit of a tour at a glance",
                                    description=cmd_status.__doc__)
     parser.add_argument("file", type=Path, help="the tour file (YAML)")
