@@ -1,6 +1,6 @@
 """Run nomadkit's benchmarks and rewrite docs/benchmarks.md from this run's figures.
 
-    .venv/bin/python -m bench [--only NAME ...] [--quick] [--json] [--no-write]
+    .venv/bin/python -m bench [--only NAME ...] [--quick] [--json] [--no-write] [--lab-wait S]
 
 Benchmarks that need no VM run first (namespaces, loopback); the ones that boot the QEMU lab
 run last, each only when no other lab is up on this machine (the lab's namespace is fixed),
@@ -108,7 +108,9 @@ def main(argv: list[str]) -> int:
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON")
-    parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
+    parser.add_argument("--no-write", action="store_true",
+                        help="leave docs/benchmarks.md alone (implied by --only: the document is "
+                             "always one full run)")
     parser.add_argument("--lab-wait", type=float, default=600,
                         help="seconds to wait for a busy lab before skipping (default 600)")
     args = parser.parse_args(argv)
@@ -118,7 +120,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     results = {name: run_one(name, args.quick, args.lab_wait) for name in args.only or BENCHMARKS}
     wall_s = time.monotonic() - started
-    if not args.no_write:
+    if not args.no_write and not args.only:
         DOC.write_text(document(results, args.quick, wall_s))
         print(f"bench: wrote {DOC.relative_to(ROOT)} ({wall_s / 60:.1f} min)", file=sys.stderr)
     if args.json:
