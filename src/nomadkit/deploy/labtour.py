@@ -48,11 +48,15 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """The agent's TCP probes connect and hang up: not worth a traceback each."""
+
+
 @contextmanager
 def standin_cloud(folder: Path, streams: list[str]) -> Iterator[StandinCloud]:
     """The CDN and the SRT relay on loopback, stopped on exit."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_Quiet, directory=str(ASSETS)))
+    server = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(ASSETS)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     listeners, procs = {}, []
     try:
