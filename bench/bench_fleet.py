@@ -7,6 +7,10 @@ not measured until the lab tour can clone kits.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 from bench.bench_kit_deploy import case, check
 from bench.report import Result, Table
 from nomadkit.lab.progress import Progress
@@ -19,10 +23,13 @@ SIZES = (1, 2)
 
 def run(quick: bool) -> Result:
     walls: dict[int, float] = {}
-    for kits in SIZES:
-        figures = case(kits, 0, Progress(quiet=True))
-        check(figures)
-        walls[kits] = figures["runs"][0]["wall_s"]
+    with tempfile.TemporaryDirectory(prefix="nomadkit-bench-fleet-") as scratch:
+        os.environ["NOMADKIT_SECRETS"] = str(Path(scratch) / "secrets")
+        for kits in SIZES:
+            (Path(scratch) / str(kits)).mkdir()
+            figures = case(kits, 0, Progress(quiet=True), Path(scratch) / str(kits))
+            check(figures["runs"])
+            walls[kits] = figures["runs"][0]["wall_s"]
     table = Table("First apply, wall seconds (one run each)",
                   ["kits", "wall s", "s per kit", "scaling vs 1 kit (wall ratio)"])
     for kits, wall in walls.items():

@@ -1,92 +1,205 @@
-"""Kit deploy figures: first apply and no-change re-runs of the whole kit deploy on a lab kit.
+"""Kit deploy: first apply and no-change re-runs, nomadkit (pyinfra) and the same work in Ansible.
 
     .venv/bin/python -m bench.bench_kit_deploy [--kits 1] [--reruns 1] [--json]
 
 Each case starts from fresh lab kits (`nomadkit lab up`, resumed from golden snapshots) with the
 demo tour mapped onto them and a stand-in CDN and relay on loopback (nomadkit.deploy.labtour):
-a first apply, then no-change re-runs (which must change nothing). `python -m bench` calls
-`run()`; bench_fleet reuses `case()` for 1, 2 kits deployed together. Needs root and no lab
-running. Timings are wall seconds on this machine (TCG when KVM is not usable).
+a first apply, then no-change re-runs (which must change nothing). `run()` (what `python -m
+bench` calls) then deploys the same kit again from a fresh snapshot with bench/ansible/kit.yml
+through ansible-runner: the same files (rendered by the roles, with the modes and owners the
+pyinfra deploy left), packages, users, directories and units; it checks that the Ansible kit
+holds the same file contents. bench_fleet reuses `case()` for several kits at once. Needs root
+and no lab running. Timings are wall seconds on this machine (TCG when KVM is not usable).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.report import Result, Spread, Table, ratio
 from nomadkit.deploy.labtour import DEMO, LabTour, standin_cloud
+from nomadkit.fleet.ansible import run_playbook
+from nomadkit.fleet.hosts import load_fleet
 from nomadkit.lab.lab import Lab, kits_from_count
 from nomadkit.lab.progress import Progress
 from nomadkit.lab.vm import detect_accel
-from nomadkit.tour import load_tour
+from nomadkit.roles import agent, base, cache, kit_files, packages, power
+from nomadkit.secrets import resolve
+from nomadkit.tour import Kit, load_tour
 
-TITLE = "Kit deploy: first apply vs no-change re-run"
+TITLE = "Kit deploy: first apply vs no-change re-run, pyinfra vs Ansible"
 NEEDS_LAB = True
+PLAYBOOK = Path(__file__).parent / "ansible" / "kit.yml"
 
 
-def case(kits: int, reruns: int, progress: Progress) -> dict[str, Any]:
-    """Fresh lab of `kits` kits: first apply, then `reruns` no-change re-runs; wall and per kit."""
-    with tempfile.TemporaryDirectory(prefix="nomadkit-bench-deploy-") as scratch:
-        folder = Path(scratch)
-        os.environ["NOMADKIT_SECRETS"] = str(folder / "secrets")
-        lab = Lab(progress)
-        lab.up(kits_from_count(kits))
-        try:
-            streams = [s.name for k in load_tour(DEMO).kits for s in k.streams]
-            with standin_cloud(folder, streams) as cloud:
-                tour = LabTour(lab, folder, cloud)
-                figures: dict[str, Any] = {"kits": tour.names, "runs": []}
-                for run in ["first_apply"] + ["no_change_rerun"] * reruns:
-                    start = time.monotonic()
-                    results = tour.deploy(progress=progress)
-                    figures["runs"].append({
-                        "run": run, "wall_s": time.monotonic() - start,
-                        "per_kit": {k: {"s": r.seconds, "changed": r.changed, "operations": r.operations,
-                                        "status": r.status} for k, r in results.items()}})
-                return figures
-        finally:
-            lab.down(quiet=True)
+@contextmanager
+def lab_tour(kits: int, folder: Path, progress: Progress) -> Iterator[LabTour]:
+    """A fresh lab of `kits` kits with the demo tour on it; torn down on exit."""
+    lab = Lab(progress)
+    lab.up(kits_from_count(kits))
+    try:
+        streams = [s.name for k in load_tour(DEMO).kits for s in k.streams]
+        with standin_cloud(folder, streams) as cloud:
+            yield LabTour(lab, folder, cloud)
+    finally:
+        lab.down(quiet=True)
 
 
-def check(figures: dict[str, Any]) -> None:
+def timed_runs(deploy: Callable[[], dict[str, dict[str, Any]]], reruns: int) -> list[dict[str, Any]]:
+    """First apply, then `reruns` re-runs of `deploy`: wall seconds and per-kit outcome each."""
+    runs = []
+    for run in ["first_apply"] + ["no_change_rerun"] * reruns:
+        start = time.monotonic()
+        per_kit = deploy()
+        runs.append({"run": run, "wall_s": time.monotonic() - start, "per_kit": per_kit})
+    return runs
+
+
+def pyinfra_deploy(tour: LabTour, progress: Progress) -> dict[str, dict[str, Any]]:
+    return {k: {"s": r.seconds, "changed": r.changed, "operations": r.operations, "status": r.status}
+            for k, r in tour.deploy(progress=progress).items()}
+
+
+def case(kits: int, reruns: int, progress: Progress, folder: Path,
+         after: Callable[[LabTour], Any] | None = None) -> dict[str, Any]:
+    """Fresh lab of `kits` kits: pyinfra first apply and re-runs; then `after(tour)` on that lab."""
+    with lab_tour(kits, folder, progress) as tour:
+        figures: dict[str, Any] = {"kits": tour.names,
+                                   "runs": timed_runs(lambda: pyinfra_deploy(tour, progress), reruns)}
+        if after:
+            figures["after"] = after(tour)
+        return figures
+
+
+def check(runs: list[dict[str, Any]]) -> None:
     """A deploy that failed, or a re-run that changed something, is not a figure to publish."""
-    for run in figures["runs"]:
+    for run in runs:
         for kit, result in run["per_kit"].items():
             if result["status"] != "ok" or (run["run"] != "first_apply" and result["changed"]):
                 raise RuntimeError(f"{run['run']} on {kit}: {result}")
 
 
+def directories(kit: Kit, files: list[str]) -> list[str]:
+    """The folders the roles' install stages make, and the parents pyinfra makes for each file."""
+    made = ["/etc/nomadkit", "/var/lib/nomadkit", f"{base.admin_home(kit)}/.ssh", cache.STORE,
+            "/var/cache/nginx/nomadkit", f"{agent.PREFIX}/nomadkit/agent", agent.STATE_DIR,
+            *(f"{kit.recordings_dir}/{s.name}" for s in kit.streams)]
+    return sorted({*made, *(str(Path(f).parent) for f in files)})
+
+
+def ownership(tour: LabTour, kit: str, paths: list[str]) -> dict[str, dict[str, str]]:
+    """Mode, owner and group of each path as the pyinfra deploy left it on the kit."""
+    out = tour.on(kit, "stat -c '%a %U %G %n' " + " ".join(paths))
+    found = {}
+    for line in out.splitlines():
+        mode, owner, group, path = line.split(" ", 3)
+        found[path] = {"path": path, "mode": mode.rjust(4, "0"), "owner": owner, "group": group}
+    return found
+
+
+def project(tour: LabTour, kit: Kit, perms: dict[str, dict[str, str]], folder: Path) -> dict[str, str]:
+    """The playbook, kit-vars.yml and files/ in `folder`; returns path -> content put."""
+    content = kit_files(tour.tour, kit, tour.endpoints, secret=resolve)
+    for path, text in content.items():
+        target = folder / "files" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    shutil.copy(PLAYBOOK, folder / PLAYBOOK.name)
+    (folder / "kit-vars.yml").write_text(yaml.safe_dump({
+        "nk_hostname": kit.name, "nk_admin": kit.management.admin, "nk_admin_home": base.admin_home(kit),
+        "nk_service_user": base.SERVICE_USER, "nk_packages": packages(), "nk_lab": kit.hardware == "lab",
+        "nk_dirs": [perms[d] for d in directories(kit, list(content))],
+        "nk_files": [perms[p] for p in content],
+        "nk_uplinks": [u.name for u in kit.uplinks], "nk_streams": [s.name for s in kit.streams],
+        "nk_ups": power.ups_name(kit), "nk_prime": bool(tour.endpoints and kit.cache)}))
+    return content
+
+
+def ansible_deploy(tour: LabTour, playbook: Path) -> dict[str, dict[str, Any]]:
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in tour.env().items() if k.startswith("NOMADKIT_")})
+    try:
+        result = run_playbook(playbook, load_fleet(tour.tour_file), say=lambda _line: None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {kit: {"changed": h.changed, "operations": h.ok + h.changed, "failures": h.failures,
+                  "status": "ok" if result.success else "failed"} for kit, h in result.hosts.items()}
+
+
+def same_contents(tour: LabTour, kit: str, content: dict[str, str]) -> list[str]:
+    """Paths whose content on the kit differs from what the roles render (should be none)."""
+    out = tour.on(kit, "sha256sum " + " ".join(content))
+    have = {path: digest for digest, path in (line.split(maxsplit=1) for line in out.splitlines())}
+    return [p for p, text in content.items() if have.get(p) != hashlib.sha256(text.encode()).hexdigest()]
+
+
 def run(quick: bool) -> Result:
-    figures = case(1, 1 if quick else 3, Progress(quiet=True))
-    check(figures)
-    first = figures["runs"][0]
-    reruns = Spread.of(r["wall_s"] for r in figures["runs"][1:])
-    [kit] = figures["kits"]
-    table = Table("Wall seconds, one lab kit", ["run", "min", "median", "max", "N",
-                                                "operations", "changed", "ratio first / re-run"])
-    table.rows.append(["first apply", *Spread.of([first["wall_s"]]).cells(1), "1",
-                       str(first["per_kit"][kit]["operations"]), str(first["per_kit"][kit]["changed"]), ""])
-    table.rows.append(["no-change re-run", *reruns.cells(1), str(reruns.n),
-                       str(figures["runs"][1]["per_kit"][kit]["operations"]), "0",
-                       ratio(first["wall_s"], reruns.median)])
-    table.rows.append(["same work as an Ansible playbook (ansible-runner)", "skipped", "", "", "", "", "",
-                       "skipped: no equivalent playbook in bench/ yet"])
+    reruns = 1 if quick else 3
+    progress = Progress(quiet=True)
+    with tempfile.TemporaryDirectory(prefix="nomadkit-bench-deploy-") as scratch:
+        folder = Path(scratch)
+        os.environ["NOMADKIT_SECRETS"] = str(folder / "secrets")  # one set for both deploys
+        (folder / "pyinfra").mkdir()
+
+        def perms(tour: LabTour) -> dict[str, dict[str, str]]:
+            [name] = tour.names
+            kit = tour.tour.kit(name)
+            files = list(kit_files(tour.tour, kit, tour.endpoints))
+            return ownership(tour, name, [*directories(kit, files), *files])
+
+        pyinfra = case(1, reruns, progress, folder / "pyinfra", after=perms)
+        check(pyinfra["runs"])
+        (folder / "ansible" / "project").mkdir(parents=True)
+        with lab_tour(1, folder / "ansible", progress) as tour:
+            [name] = tour.names
+            content = project(tour, tour.tour.kit(name), pyinfra["after"], folder / "ansible" / "project")
+            ansible_runs = timed_runs(lambda: ansible_deploy(tour, folder / "ansible" / "project" /
+                                                             PLAYBOOK.name), reruns)
+            differ = same_contents(tour, name, content)
+    check(ansible_runs)
+    if differ:
+        raise RuntimeError(f"the Ansible kit's files differ from the roles' render: {differ[:5]}")
+    table = Table("Wall seconds, one lab kit, same bench run (each tool on a fresh kit from one snapshot)",
+                  ["tool", "run", "min", "median", "max", "N", "tasks/operations", "changed",
+                   "first / re-run", "vs nomadkit (median)"])
+    medians = {}
+    for tool, runs in (("nomadkit (pyinfra)", pyinfra["runs"]), ("Ansible (ansible-runner)", ansible_runs)):
+        first, again = runs[0], runs[1:]
+        spread = Spread.of(r["wall_s"] for r in again)
+        medians[tool] = (first["wall_s"], spread.median)
+        [kit_first] = first["per_kit"].values()
+        [kit_again] = again[0]["per_kit"].values()
+        ours = medians["nomadkit (pyinfra)"]
+        table.rows.append([tool, "first apply", *Spread.of([first["wall_s"]]).cells(1), "1",
+                           str(kit_first["operations"]), str(kit_first["changed"]), "",
+                           ratio(first["wall_s"], ours[0]) if tool != "nomadkit (pyinfra)" else ""])
+        table.rows.append([tool, "no-change re-run", *spread.cells(1), str(spread.n),
+                           str(kit_again["operations"]), str(kit_again["changed"]),
+                           ratio(first["wall_s"], spread.median),
+                           ratio(spread.median, ours[1]) if tool != "nomadkit (pyinfra)" else ""])
+    (p_first, p_again), (a_first, a_again) = medians.values()
     return Result(
         title=TITLE,
-        measured=("`nomadkit deploy` (pyinfra API, every role: install, configure, activate) of the "
-                  "demo tour's kit onto a freshly resumed lab kit, then no-change re-runs that must "
-                  "report zero changes."),
+        measured=__doc__.split("\n\n", 2)[2].replace("\n", " ").strip(),
         on=f"QEMU lab, {detect_accel().name.upper()}, 1 kit, stand-in CDN and relay on loopback",
-        summary=(f"first apply {first['wall_s']:.0f} s, no-change re-run {reruns.median:.0f} s "
-                 f"({ratio(first['wall_s'], reruns.median)}); the Ansible side-by-side is not built yet"),
-        tables=[table], figures=figures)
+        summary=(f"nomadkit: first apply {p_first:.0f} s, no-change re-run {p_again:.0f} s "
+                 f"({ratio(p_first, p_again)}); the same work in Ansible: {a_first:.0f} s / {a_again:.0f} s "
+                 f"({ratio(a_first, p_first)} / {ratio(a_again, p_again)} nomadkit's)"),
+        tables=[table], figures={"pyinfra": pyinfra["runs"], "ansible": ansible_runs})
 
 
 def main(argv: list[str]) -> int:
@@ -95,8 +208,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reruns", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    figures = {"accel": detect_accel().name,
-               **case(args.kits, args.reruns, Progress(quiet=args.json))}
+    with tempfile.TemporaryDirectory(prefix="nomadkit-bench-deploy-") as scratch:
+        os.environ["NOMADKIT_SECRETS"] = str(Path(scratch) / "secrets")
+        figures = {"accel": detect_accel().name,
+                   **case(args.kits, args.reruns, Progress(quiet=args.json), Path(scratch))}
     print(json.dumps(figures, indent=2) if args.json else
           "\n".join(f"{k}: {json.dumps(v)}" for k, v in figures.items()))
     return 0
