@@ -31,10 +31,10 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # The demo tour's first stop on this machine: local cloud, QEMU kits, deploy, preflight.
-# It stays up afterwards (the summary says how to poke it); `make demo-down` stops it.
+# It stays up afterwards (the summary says how to poke it; a second run reuses it);
+# `make demo-down` stops it.
 demo: setup
 	$(NOMADKIT) validate tours/demo.yaml
-	$(NOMADKIT) down tours/demo.yaml >/dev/null 2>&1 || true
 	$(NOMADKIT) up tours/demo.yaml --local
 
 demo-down: venv

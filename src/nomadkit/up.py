@@ -26,6 +26,7 @@ import yaml
 from nomadkit import paths
 from nomadkit.cloud import local
 from nomadkit.deploy.runner import deploy
+from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.lab.lab import KitSpec, Lab
 from nomadkit.lab.net import CLOUD_ADDRESS
@@ -79,12 +80,10 @@ def bring_up(tour_file: Path, stop: str | None, report_dir: Path | None,
     folder = state_dir(tour)
     folder.mkdir(parents=True, exist_ok=True)
     phases = Phases(progress)
-    endpoints = phases.run("cloud", "local cloud from the Pulumi plan", lambda: local.up(
-        tour, tour_file, None, lambda name, detail: progress(f"cloud {name}: {detail}")))
+    endpoints = phases.run("cloud", "local cloud from the Pulumi plan", lambda: cloud_up(
+        tour, tour_file, progress))
     lab = Lab(progress)
-    specs = [KitSpec(k.name, tuple((u.name, u.mac) for u in k.uplinks))
-             for k in tour.kits if k.name in kits]
-    phases.run("lab", f"{len(specs)} QEMU kit(s) for {stop}", lambda: lab.up(specs))
+    phases.run("lab", f"QEMU kits for {stop}", lambda: lab_up(lab, tour, kits))
     played = lab_tour_file(tour, folder)
     kit_endpoints = folder / "endpoints-kits.json"
     kit_endpoints.write_text(endpoints.seen_from(CLOUD_ADDRESS).model_dump_json(indent=2))
@@ -106,6 +105,27 @@ def bring_up(tour_file: Path, stop: str | None, report_dir: Path | None,
     (folder / "up.json").write_text(json.dumps({"stop": stop, "phases": phases.seconds,
                                                 "tour_file": str(played)}, indent=2))
     return report, files, phases
+
+
+def cloud_up(tour: Tour, tour_file: Path, progress: Progress) -> CloudEndpoints:
+    """The local cloud, or the one already running for this tour (a second `up` is quick)."""
+    if all(local.status(tour, None).values()):
+        progress("the tour's local cloud is already up: reusing it")
+        return CloudEndpoints.read(paths.endpoints_file(tour.name))
+    return local.up(tour, tour_file, None, lambda name, detail: progress(f"cloud {name}: {detail}"))
+
+
+def lab_up(lab: Lab, tour: Tour, kits: list[str]) -> None:
+    """Lab kits for the stop, or the running lab when it already has them."""
+    if lab.state_file.exists():
+        running = lab.state()["kits"]
+        if all(name in running for name in kits):
+            lab.progress(f"the lab already runs {', '.join(kits)}: reusing it")
+            return
+        raise UserError(f"a lab is up with other kits ({', '.join(running)}) — "
+                        "`nomadkit lab down` first")
+    lab.up([KitSpec(k.name, tuple((u.name, u.mac) for u in k.uplinks))
+            for k in tour.kits if k.name in kits])
 
 
 def take_down(tour_file: Path, progress: Progress) -> None:

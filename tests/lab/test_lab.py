@@ -20,7 +20,7 @@ from nomadkit.lab.net import CLOUD_ADDRESS, CLOUD_NAME
 
 pytestmark = pytest.mark.lab
 
-KIT = "kit-1"
+KIT = "kit-a"  # the session lab runs the demo tour's kits
 PAYLOAD = b"x" * 200_000
 
 

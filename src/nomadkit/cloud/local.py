@@ -256,6 +256,11 @@ def start_origin(cloud: LocalCloud) -> None:
 
 def start_relay(cloud: LocalCloud) -> None:
     start_origin(cloud)
+    start_ingest(cloud)
+
+
+def start_ingest(cloud: LocalCloud) -> None:
+    """The relay's SRT listeners, one per stream (what the kits' encoders send to)."""
     script = cloud.state / "relay" / "ingest.sh"
     script.write_text(relay.ingest_script(cloud.tour, str(cloud.state / "relay" / "hls"), cloud.host))
     script.chmod(0o755)

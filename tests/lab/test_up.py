@@ -1,0 +1,169 @@
+"""`nomadkit up`: the demo's first stop on lab kits ends in GO, and each way a night goes wrong
+ends in NO-GO naming the right check with a hint.
+
+Runs on the session's lab (the demo tour's kits) with the real local cloud; secrets live in a
+throwaway directory. Broken scenarios each run only the check they break, then repair it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nomadkit import ROOT, tickets
+from nomadkit.cloud import local
+from nomadkit.lab.lab import Lab
+from nomadkit.lab.progress import Progress
+from nomadkit.preflight.checks import ALL_CHECKS, build_context
+from nomadkit.preflight.report import CheckResult
+from nomadkit.preflight.runner import run_one
+from nomadkit.secrets import resolve, store
+from nomadkit.tour import Tour, load_tour
+from nomadkit.up import bring_up
+
+pytestmark = pytest.mark.lab
+
+DEMO = ROOT / "tours" / "demo.yaml"
+STOP = "alfama"
+FIGURES: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module")
+def up(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`nomadkit up tours/demo.yaml --stop alfama` on the session lab; the cloud stopped after."""
+    state = tmp_path_factory.mktemp("up")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NOMADKIT_SECRETS", str(state / "secrets"))
+    patch.setenv("NOMADKIT_CACHE", str(Path.home() / ".cache" / "nomadkit"))  # the lab's cache
+    tour = load_tour(DEMO)
+    try:
+        report, files, phases = bring_up(DEMO, STOP, state / "report", Progress())
+        FIGURES.update({"phases_s": phases.seconds, "preflight_s": round(report.duration_s, 1),
+                        "per_check_s": {f"{r.id}/{r.kit or 'cloud'}": r.duration_s
+                                        for r in report.results}})
+        print("\nnomadkit up figures:\n" + json.dumps(FIGURES, indent=2))
+        yield {"report": report, "files": files, "tour": tour}
+    finally:
+        local.down(tour, None, lambda _c, _m: None)
+        patch.undo()
+
+
+def test_demo_stop_ends_in_go_with_every_check(up: dict) -> None:
+    report = up["report"]
+    assert report.go, report.to_markdown()
+    ran = {r.id for r in report.results}
+    assert ran == {c.id for c in ALL_CHECKS}
+    skipped = [r for r in report.results if r.verdict == "skip"]
+    assert all(r.hint for r in skipped), "a skipped check says why"
+    assert report.duration_s < 600, "the preflight for two kits fits in ten minutes"
+
+
+def test_report_is_signed_with_the_tour_key_and_holds_no_secret(up: dict) -> None:
+    files, tour = up["files"], up["tour"]
+    document = json.loads(files["json"].read_text())
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    key = resolve(tour.commerce.ticket_key)
+    assert tickets.verify_document(tickets.public_key_of(key), canonical,
+                                   files["signature"].read_text())
+    for path in files.values():
+        text = path.read_text()
+        assert key not in text and resolve(tour.commerce.webhook_secret) not in text
+
+
+def _played(tour: Tour) -> Tour:
+    from nomadkit.up import state_dir
+
+    return load_tour(state_dir(tour) / "tour.yaml")
+
+
+def _check(played: Tour, check_id: str, kit: str | None = "kit-a") -> CheckResult:
+    check = next(c for c in ALL_CHECKS if c.id == check_id)
+    ctx = build_context(played, STOP)
+    return run_one(check, ctx, played.kit(kit) if kit and check.per_kit else None)
+
+
+def _fails_with_hint(result: CheckResult, words: str) -> None:
+    assert result.verdict == "fail", result
+    assert result.hint and words in result.hint, result.hint
+
+
+def test_webhook_secret_mismatch_is_no_go(up: dict) -> None:
+    played = _played(up["tour"])
+    ref = played.commerce.webhook_secret
+    real = resolve(ref)
+    store(ref, "whsec_someone_rotated_it_without_telling_the_crew")
+    try:
+        _fails_with_hint(_check(played, "payments.e2e", None), "webhook secret")
+    finally:
+        store(ref, real)
+    assert _check(played, "payments.e2e", None).verdict == "pass"
+
+
+def test_cache_manifest_mismatch_is_no_go(up: dict, lab: Lab) -> None:
+    played = _played(up["tour"])
+    asset = played.kit("kit-a").cache[0].path
+    store_path = lab.ssh("kit-a", f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1/{asset}")
+    assert store_path.stdout == "200"
+    found = lab.ssh("kit-a", f"find / -xdev -path '*{asset}' -not -path '/proc/*' 2>/dev/null | head -1")
+    target = found.stdout.strip()
+    original = lab.ssh("kit-a", f"base64 -w0 {target}").stdout
+    lab.ssh("kit-a", f"echo tampered >> {target}")
+    try:
+        _fails_with_hint(_check(played, "cache.primed"), "re-run the deploy")
+    finally:
+        lab.ssh("kit-a", f"echo {original} | base64 -d > {target}")
+
+
+def test_recording_disk_nearly_full_is_no_go(up: dict, lab: Lab) -> None:
+    played = _played(up["tour"])
+    folder = played.kit("kit-a").recordings_dir
+    free = int(lab.ssh("kit-a", f"df -B1 --output=avail {folder} | tail -1").stdout)
+    lab.ssh("kit-a", f"fallocate -l {max(free - 50_000_000, 1)} {folder}/ballast")
+    try:
+        _fails_with_hint(_check(played, "disk.recordings"), "recordings need")
+    finally:
+        lab.ssh("kit-a", f"rm -f {folder}/ballast")
+
+
+def test_clock_skew_is_no_go(up: dict, lab: Lab) -> None:
+    played = _played(up["tour"])
+    lab.ssh("kit-a", "systemctl stop chrony; date -s '+10 min'")
+    try:
+        _fails_with_hint(_check(played, "clock.sync"), "clock is")
+    finally:
+        lab.ssh("kit-a", f"date -s @{time.time():.0f}; systemctl start chrony")
+
+
+def test_encoder_missing_is_no_go(up: dict, lab: Lab) -> None:
+    played = _played(up["tour"])
+    lab.ssh("kit-a", "systemctl stop nomadkit-agent nomadkit-encoder@stage")
+    try:
+        _fails_with_hint(_check(played, "encoder.warm"), "capture device")
+    finally:
+        lab.ssh("kit-a", "systemctl start nomadkit-agent")
+
+
+def test_unreachable_relay_is_no_go(up: dict) -> None:
+    tour = up["tour"]
+    cloud = local.LocalCloud.for_tour(tour)
+    local.stop(cloud, "relay-ingest")
+    try:
+        _fails_with_hint(_check(_played(tour), "cdn.live", None), "relay receives")
+    finally:
+        local.start_ingest(cloud)
+
+
+def test_all_modems_down_without_satellite_is_no_go(up: dict, lab: Lab) -> None:
+    played = _played(up["tour"])
+    for uplink in ("wwan0", "wwan1", "sat0"):
+        lab.link("kit-a", uplink, up=False)
+    try:
+        time.sleep(3)  # the agent declares them dead within a second or two
+        _fails_with_hint(_check(played, "failover.drill"), "every uplink is down")
+    finally:
+        for uplink in ("wwan0", "wwan1", "sat0"):
+            lab.link("kit-a", uplink, up=True)
