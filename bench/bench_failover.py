@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import Result, Spread, Table, ratio
+from bench.report import Result, Spread, Table, described, ratio
 from nomadkit import ROOT
 from nomadkit.netkit import EDGE, SENDER, NetKit, python
 from nomadkit.roles.agent import agent_config
@@ -177,7 +177,7 @@ def run(quick: bool) -> Result:
                      else f"{scenario}: nomadkit never switched")
     return Result(
         title=TITLE,
-        measured=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        measured=described(__doc__),
         on=(f"network namespaces on this host (real kernel routing, veth links, nftables loss); agent "
             f"settings from the demo tour: probe every {a.probe_interval_ms} ms, timeout "
             f"{a.probe_timeout_ms} ms, dead after {a.dead_after_lost} lost, degraded above "

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from bench.report import Result, Spread, Table, ratio
+from bench.report import Result, Spread, Table, described, ratio
 from nomadkit.deploy.labtour import DEMO, LabTour, standin_cloud
 from nomadkit.fleet.ansible import run_playbook
 from nomadkit.fleet.hosts import load_fleet
@@ -194,7 +194,7 @@ def run(quick: bool) -> Result:
     (p_first, p_again), (a_first, a_again) = medians.values()
     return Result(
         title=TITLE,
-        measured=__doc__.split("\n\n", 2)[2].replace("\n", " ").strip(),
+        measured=described(__doc__.split("\n\n", 1)[1]),
         on=f"QEMU lab, {detect_accel().name.upper()}, 1 kit, stand-in CDN and relay on loopback",
         summary=(f"nomadkit: first apply {p_first:.0f} s, no-change re-run {p_again:.0f} s "
                  f"({ratio(p_first, p_again)}); the same work in Ansible: {a_first:.0f} s / {a_again:.0f} s "

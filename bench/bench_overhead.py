@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.bench_failover import kit_agent, wait_healthy
-from bench.report import Result, Table
+from bench.report import Result, Table, described
 from nomadkit import ROOT
 from nomadkit.netkit import EDGE, NetKit, python
 from nomadkit.tour import load_tour
@@ -122,7 +122,7 @@ def run(quick: bool) -> Result:
     active = used[status["active"]]
     return Result(
         title=TITLE,
-        measured=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        measured=described(__doc__),
         on=(f"network namespaces on this host; agent settings from the demo tour: probe every "
             f"{settings.probe_interval_ms} ms on each of {len(UPLINKS)} uplinks, heartbeat every "
             f"{settings.heartbeat_s} s; {span:.0f} s measured"),

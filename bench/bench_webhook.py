@@ -27,7 +27,7 @@ from pathlib import Path
 import boto3
 import stripe
 
-from bench.report import Result, Table, percentile
+from bench.report import Result, Table, described, percentile
 from nomadkit import ROOT
 from nomadkit.cloud.plan import capture
 from nomadkit.cloud.realize import Realizer
@@ -172,7 +172,7 @@ def run(quick: bool) -> Result:
                            f"{figures['max_ms']:.1f}"])
     return Result(
         title=TITLE,
-        measured=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        measured=described(__doc__),
         on=(f"loopback: moto server, webhook server and load client as separate processes on this "
             f"{os.cpu_count()}-core machine (they share the cores); ledger rows after the run: {ledger}"),
         summary=(f"{valid['rps']:.0f} valid events/s (p99 {valid['p99_ms']:.0f} ms); a replay storm is "

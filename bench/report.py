@@ -49,6 +49,11 @@ class Result:
         return asdict(self)
 
 
+def described(doc: str) -> str:
+    """A module docstring's body (after its first paragraph) as one line of prose."""
+    return " ".join(doc.split("\n\n", 1)[1].split())
+
+
 def skipped(title: str, reason: str) -> Result:
     return Result(title=title, summary=f"skipped: {reason}", skipped=reason)
 
