@@ -6,6 +6,7 @@ Result come from that call only; `python -m bench` turns the Results into docs/b
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -93,4 +94,4 @@ def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
 def percentile(values: Sequence[float], pct: float) -> float:
     """The pct-th percentile (nearest rank) of values."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]

@@ -1,0 +1,32 @@
+"""The benchmark runner's contract: every listed benchmark is a module with TITLE and run(quick),
+and the document says "skipped: <reason>" for a benchmark that could not run."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from bench.__main__ import BENCHMARKS, document
+from bench.report import Result, Spread, Table, percentile, ratio, skipped
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_benchmark_has_a_title_and_a_run_function(name: str) -> None:
+    module = importlib.import_module(f"bench.bench_{name}")
+    assert module.TITLE and callable(module.run)
+
+
+def test_document_shows_tables_and_skip_reasons() -> None:
+    ran = Result(title="Ran", measured="m", on="o", summary="fast",
+                 tables=[Table("t", ["a", "b"], [["1", "2"]])])
+    text = document({"ran": ran, "not": skipped("Not run", "no lab here")}, quick=True, wall_s=60)
+    assert "- **Ran**: fast" in text and "| 1 | 2 |" in text
+    assert "- **Not run**: skipped: no lab here" in text and "\nskipped: no lab here\n" in text
+
+
+def test_spread_percentile_and_ratio() -> None:
+    assert Spread.of([3.0, 1.0, 2.0]) == Spread(1.0, 2.0, 3.0, 3)
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([5.0], 50) == 5.0
+    assert ratio(30.0, 1.0) == "×30.0" and ratio(1.0, 0) == "n/a"
