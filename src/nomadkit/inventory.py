@@ -71,14 +71,19 @@ def from_environment() -> dict[str, Any]:
     tour = load_tour(os.environ.get("NOMADKIT_TOUR", ROOT / "tours" / "demo.yaml"))
     path = endpoints_file(tour.name)
     endpoints = CloudEndpoints.read(path) if path.exists() else None
-    connect = None
-    if "NOMADKIT_CONNECT" in os.environ:
-        connect_path = Path(os.environ["NOMADKIT_CONNECT"])
-        try:
-            connect = json.loads(connect_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{connect_path}: cannot read kit connection overrides ({exc})") from None
+    connect = read_connect()
     return groups(tour, endpoints, connect)
+
+
+def read_connect(path: Path | None = None) -> dict[str, Any] | None:
+    """Per-kit SSH overrides: `path`, else $NOMADKIT_CONNECT (the lab writes one), else None."""
+    path = path or (Path(os.environ["NOMADKIT_CONNECT"]) if "NOMADKIT_CONNECT" in os.environ else None)
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read kit connection overrides ({exc})") from None
 
 
 def kit_context(data: Any) -> tuple[Tour, Kit, CloudEndpoints | None]:

@@ -97,7 +97,8 @@ PATTERNS = {
     r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$": "a relative path (e.g. preview/index.html)",
     r"^[A-Z0-9][A-Z0-9-]{1,31}$": "an uppercase SKU (e.g. TEE-BLK-M)",
     r"^[A-Z]{3}$": "an ISO 4217 currency code (e.g. EUR)",
-    r"^[A-Za-z0-9_-]{43}$": "an Ed25519 public key, base64url, 43 characters (`nomadkit bundle-key` prints it)",
+    r"^[A-Za-z0-9_-]{43}$":
+        "an Ed25519 public key, base64url, 43 characters (`nomadkit bundle-key` prints it)",
 }
 
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
@@ -292,10 +293,12 @@ class PullMode(Model):
     """Pull-mode deploys for kits behind carrier NAT: signed bundles the kits fetch through the CDN."""
 
     signing_key: SecretRef = Field(description=(
-        "The tour's deploy key (Ed25519 seed, base64url) that signs bundles; `nomadkit bundle-key` makes one."))
+        "The tour's deploy key (Ed25519 seed, base64url) that signs bundles; "
+        "`nomadkit bundle-key` makes one."))
     public_key: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$", description=(
         "The deploy key's public half: kits apply only bundles it verifies."))
-    interval_min: int = Field(10, ge=1, le=24 * 60, description="Each kit checks for a new bundle this often.")
+    interval_min: int = Field(10, ge=1, le=24 * 60,
+                              description="Each kit checks for a new bundle this often.")
 
 
 # --- the tour --------------------------------------------------------------------------------

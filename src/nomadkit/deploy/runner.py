@@ -59,17 +59,6 @@ def select_kits(tour: Tour, stop: str | None, kit: str | None) -> list[str]:
     return names
 
 
-def connect_overrides(path: Path | None) -> dict[str, Any] | None:
-    """Per-kit SSH overrides: --connect FILE, else $NOMADKIT_CONNECT (the lab writes one)."""
-    path = path or (Path(os.environ["NOMADKIT_CONNECT"]) if "NOMADKIT_CONNECT" in os.environ else None)
-    if path is None:
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read kit connection overrides ({exc})") from None
-
-
 class Reporter(BaseStateCallback):
     """pyinfra callbacks -> progress lines (changes and failures) and per-kit timings."""
 
@@ -129,7 +118,7 @@ def deploy(tour_file: Path, *, stop: str | None = None, kit: str | None = None, 
     if endpoints is None:
         progress("no cloud endpoints: kits get everything that does not need the cloud "
                  "(run `nomadkit cloud up` for the rest)")
-    groups = inventory.groups(tour, endpoints, connect_overrides(connect_file))
+    groups = inventory.groups(tour, endpoints, inventory.read_connect(connect_file))
     hosts = [(n, {**data, "nomadkit_force": force}) for n, data in groups["all"][0] if n in names]
     inv = Inventory((hosts, {}), **{g: ([h for h in members if h in names], {})
                                     for g, members in groups.items() if g != "all"})

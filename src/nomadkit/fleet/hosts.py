@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from nomadkit.deploy import cloud_endpoints
-from nomadkit.deploy.runner import connect_overrides
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
-from nomadkit.inventory import HostEntry, groups
+from nomadkit.inventory import HostEntry, groups, read_connect
 from nomadkit.tour import Tour, load_tour
 
 
@@ -39,5 +38,5 @@ def load_fleet(path: str | Path) -> Fleet:
     """Read a tour file and put together what every fleet command needs."""
     tour = load_tour(path)
     endpoints = cloud_endpoints(tour)
-    hosts, _ = groups(tour, endpoints, connect_overrides(None))["all"]
+    hosts, _ = groups(tour, endpoints, read_connect())["all"]
     return Fleet(tour, endpoints, hosts)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from typing import Any
 
 from nomadkit.agent.daemon import ROLLBACK_NAME
 from nomadkit.errors import UserError
+from nomadkit.inventory import read_connect
 from nomadkit.tour import Kit, load_tour
 
 STATUS_FILE = "/run/nomadkit/status.json"
@@ -53,16 +53,6 @@ def read_status(kit: Kit, connect: dict[str, Any]) -> dict[str, Any]:
         return {"kit": kit.name, "error": f"{STATUS_FILE} is not JSON — is nomadkit-agent running?"}
 
 
-def overrides() -> dict[str, dict[str, Any]]:
-    path = os.environ.get("NOMADKIT_CONNECT")
-    if not path:
-        return {}
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read kit connection overrides ({exc})") from None
-
-
 def line(status: dict[str, Any]) -> str:
     """One kit in a few lines: path, uplinks, encoder, queue, power, disk, clock, alerts."""
     if "error" in status:
@@ -92,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Show every kit of a tour at a glance (from each kit's agent, over SSH)."""
     tour = load_tour(args.file)
     kits = [tour.kit(args.kit)] if args.kit else list(tour.kits)
-    connect = overrides()
+    connect = (read_connect() or {})
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(lambda k: read_status(k, connect.get(k.name, {})), kits))
     if args.json:
@@ -112,7 +102,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                         f"{', '.join(k.name for k in tour.kits)}")
     flag = f"/run/nomadkit/{ROLLBACK_NAME}"
     command = f"rm -f {flag}" if args.clear else f"mkdir -p /run/nomadkit && touch {flag}"
-    done = subprocess.run([*ssh_argv(kit, overrides().get(kit.name, {})), command],
+    done = subprocess.run([*ssh_argv(kit, (read_connect() or {}).get(kit.name, {})), command],
                           capture_output=True, text=True, timeout=30)
     if done.returncode:
         raise UserError(f"{kit.name}: could not reach the kit to {'clear' if args.clear else 'force'} "
@@ -120,7 +110,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + 10
     wanted = "live" if args.clear else "fallback"
     while time.monotonic() < deadline:
-        status = read_status(kit, overrides().get(kit.name, {}))
+        status = read_status(kit, (read_connect() or {}).get(kit.name, {}))
         if status.get("encoder", {}).get("profile") == wanted or args.clear:
             break
         time.sleep(0.5)
