@@ -100,6 +100,10 @@ def test_second_run_reports_zero_changes(kits: LabTour, first: dict[str, KitResu
         assert result.status == "ok", result.error
         assert (result.changed, result.changes) == (0, []), name
         assert result.operations > 50
+
+
+@pytest.mark.extended
+def test_one_kit_alone_reports_zero_changes(kits: LabTour, first: dict[str, KitResult]) -> None:
     t0 = time.monotonic()
     one = kits.deploy(kit=kits.names[0])
     FIGURES["no-change re-run, 1 kit alone (wall s)"] = round(time.monotonic() - t0, 1)
@@ -209,6 +213,7 @@ def test_battery_runtime_is_readable_for_the_agent(kits: LabTour, first: Any) ->
         assert power.ups_name(kit) == kit.agent.ups.split("@")[0]
 
 
+@pytest.mark.extended
 def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: LabTour, first: Any) -> None:
     drifted, clean = kits.names
     kits.on(drifted, "echo 'pool drift.invalid iburst' >> /etc/chrony/chrony.conf && systemctl stop nginx")
@@ -225,6 +230,7 @@ def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: LabTour, first
     assert kits.on(drifted, "systemctl is-active nginx chrony").split() == ["active", "active"]
 
 
+@pytest.mark.extended
 def test_a_killed_pyinfra_run_converges_on_the_next_run(kits: LabTour, first: Any) -> None:
     kit = kits.names[1]
     kits.on(kit, "rm -f /etc/nginx/conf.d/nomadkit-cache.conf /etc/nut/ups.conf /etc/chrony/chrony.conf "
@@ -249,6 +255,7 @@ def test_a_killed_pyinfra_run_converges_on_the_next_run(kits: LabTour, first: An
     assert kits.on(kit, "ls /var/lib/nomadkit/applied | wc -l").strip() != "0"
 
 
+@pytest.mark.extended
 def test_pyinfra_used_directly_runs_the_same_deploy(kits: LabTour, first: Any) -> None:
     done = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/tour.py", "deploys/kit.py"],
                           cwd=ROOT, env=kits.env(), capture_output=True, text=True, timeout=900)
@@ -256,6 +263,7 @@ def test_pyinfra_used_directly_runs_the_same_deploy(kits: LabTour, first: Any) -
     assert "Error" not in done.stdout + done.stderr
 
 
+@pytest.mark.extended
 def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: LabTour, first: Any) -> None:
     connect = json.loads(kits.connect.read_text())
     ghost = kits.names[0]
@@ -269,6 +277,7 @@ def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: LabTour, 
     assert (results[other].status, results[other].changed) == ("ok", 0)
 
 
+@pytest.mark.extended
 def test_after_a_reboot_every_service_comes_back(kits: LabTour, first: Any) -> None:
     kit = kits.tour.kits[0]
     kits.lab.ssh(kit.name, "systemctl reboot", timeout=30)
