@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nomadkit.errors import UserError
+from nomadkit.paths import cache_root
 
 
 class Unreachable(UserError):
@@ -34,9 +35,14 @@ class Remote:
                    data.get("ssh_user", "root"), data.get("ssh_key"))
 
     def argv(self, command: str) -> list[str]:
-        args = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        """One shared SSH connection per kit (ControlMaster): a busy kit's CPU pays for one key
+        exchange, not one per question; the master lingers a minute after the last use."""
+        sockets = cache_root() / "ssh"
+        sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        args = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR"]
+                "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+                "-o", f"ControlPath={sockets}/%C", "-o", "ServerAliveInterval=10"]
         if self.key:
             args += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
         return [*args, f"{self.user}@{self.host}", command]

@@ -16,7 +16,7 @@ from nomadkit.tour import Kit
 MAX_CLOCK_OFFSET_S = 0.1  # SRT timestamps and signed tickets both tolerate far more
 SEGMENT_FRESH_S = 10.0  # a recording not written to for this long means the encoder stalled
 BITRATE_TOLERANCE = 0.35  # x264 in ultrafast mode wanders around its target; more is wrong
-SPACE_MARGIN = 1.5  # room for the night's recordings, plus half again
+SPACE_MARGIN = 1.25  # room for the night's recordings at the ladder's top, plus a quarter
 
 
 def clock_sync(ctx: Context, kit: Kit | None) -> Evidence:
@@ -62,7 +62,7 @@ def recording_space(ctx: Context, kit: Kit | None) -> Evidence:
 def battery_runtime(ctx: Context, kit: Kit | None) -> Evidence:
     """The UPS reports a charge and enough runtime to ride through a power cut."""
     assert kit
-    done = ctx.remotes[kit.name].run(f"upsc {quote(kit.agent.ups)} 2>/dev/null")
+    done = ctx.remotes[kit.name].run(f"timeout 10 upsc {quote(kit.agent.ups)} 2>/dev/null")
     values = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
     if done.returncode or "battery.runtime" not in values:
         raise Failed(f"no battery reading from `upsc {kit.agent.ups}` — check the UPS cable and "

@@ -100,8 +100,11 @@ def run_one(check: Check, ctx: Context, kit: Kit | None) -> CheckResult:
 
 
 def run_all(checks: list[Check], ctx: Context, report: Report,
-            progress: Callable[[CheckResult], None] = lambda r: None, workers: int = 4) -> Report:
-    """Run every check on every kit of the stop; the report keeps the checks' order."""
+            progress: Callable[[CheckResult], None] = lambda r: None) -> Report:
+    """Run every check on every kit of the stop; the report keeps the checks' order.
+
+    Calm checks run in parallel across kits but one at a time on each kit (plus the tour-wide
+    ones): a kit busy encoding answers one question quickly, not five at once."""
     start = time.monotonic()
     jobs = [(c, k) for c in checks for k in (ctx.kits if c.per_kit else [None])]
     calm = [job for job in jobs if not job[0].exclusive]
@@ -112,9 +115,16 @@ def run_all(checks: list[Check], ctx: Context, report: Report,
         results[(result.id, result.kit)] = result
         progress(result)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(lambda job: run_one(job[0], ctx, job[1]), calm):
-            record(result)
+    lanes: dict[str | None, list[tuple[Check, Kit | None]]] = {}
+    for check, kit in calm:
+        lanes.setdefault(kit.name if kit else None, []).append((check, kit))
+
+    def lane(jobs: list[tuple[Check, Kit | None]]) -> None:
+        for check, kit in jobs:
+            record(run_one(check, ctx, kit))
+
+    with ThreadPoolExecutor(max_workers=max(len(lanes), 1)) as pool:
+        list(pool.map(lane, lanes.values()))
     for check, kit in drills:
         record(run_one(check, ctx, kit))
     report.results = [results[(c.id, k.name if k else None)] for c, k in jobs]

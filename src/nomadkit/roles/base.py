@@ -22,6 +22,7 @@ JOURNALD = "/etc/systemd/journald.conf.d/nomadkit.conf"
 CHRONY = "/etc/chrony/chrony.conf"
 SYSCTL = "/etc/sysctl.d/60-nomadkit.conf"
 IDENTITY = "/etc/nomadkit/kit.json"
+HOSTS = "/etc/hosts"
 SERVICE_USER = "nomadkit"  # runs the encoder and the agent; owns recordings
 
 
@@ -31,9 +32,11 @@ def admin_home(kit: Kit) -> str:
 
 def files(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
           secret: Secret = redacted) -> dict[str, str]:
-    """sshd, sudo, journald, chrony, sysctl, the kit identity, and the crew's keys if given."""
+    """sshd, sudo, journald, chrony, sysctl, /etc/hosts, the kit identity (with the capture
+    defaults the consent policy sets), and the crew's keys if given."""
     identity = {"tour": tour.name, "kit": kit.name, "hardware": kit.hardware,
-                "stops": [s.name for s in tour.stops if kit.name in s.kits]}
+                "stops": [s.name for s in tour.stops if kit.name in s.kits],
+                "consent": tour.consent.model_dump(mode="json")}
     out = {
         SSHD: render("base/sshd.conf.j2", kit=kit),
         SUDOERS: render("base/sudoers.j2", kit=kit),
@@ -41,6 +44,8 @@ def files(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
         CHRONY: render("base/chrony.conf.j2", kit=kit),
         SYSCTL: render("base/sysctl.conf.j2"),
         IDENTITY: render("base/kit.json.j2", identity=identity),
+        # A minimal image has no /etc/hosts: `localhost` would not resolve (upsc spins on it).
+        HOSTS: render("base/hosts.j2", kit=kit),
     }
     if kit.management.authorized_keys:
         keys = render("base/authorized_keys.j2", keys=kit.management.authorized_keys)
