@@ -148,6 +148,7 @@ def test_ssh_by_password_is_refused(kits: LabTour, first: Any) -> None:
         assert "passwordauthentication no" in kits.on(name, "sshd -T").split("\n")
 
 
+@pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_cache_serves_primed_assets_that_match_the_manifest(kits: LabTour, first: Any) -> None:
     for kit in kits.tour.kits:
         for asset in kit.cache:
@@ -174,6 +175,7 @@ def wait_for_segments(kits: LabTour, kit: str, folder: str, count: int, timeout:
         time.sleep(3)
 
 
+@pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_the_relay(
         kits: LabTour, first: Any, cloud: StandinCloud) -> None:
     for kit in kits.tour.kits:
@@ -207,6 +209,7 @@ def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_t
         assert "video" in {s["codec_type"] for s in sent["streams"]}
 
 
+@pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_battery_runtime_is_readable_for_the_agent(kits: LabTour, first: Any) -> None:
     for kit in kits.tour.kits:
         assert kits.on(kit.name, f"upsc {kit.agent.ups} battery.runtime 2>/dev/null").strip() == "5400"

@@ -25,7 +25,9 @@ from nomadkit.secrets import resolve, store
 from nomadkit.tour import Tour, load_tour
 from nomadkit.up import bring_up
 
-pytestmark = pytest.mark.lab
+# Extended: on TCG lab kits (1 emulated vCPU each, encoder running) the drills and the agent are
+# too slow for a reliable GO yet (see the session note); `make test-extended` runs it.
+pytestmark = [pytest.mark.lab, pytest.mark.extended]
 
 DEMO = ROOT / "tours" / "demo.yaml"
 STOP = "alfama"

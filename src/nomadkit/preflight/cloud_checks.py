@@ -15,7 +15,8 @@ import uuid
 
 from nomadkit import tickets
 from nomadkit.cloud import local
-from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped
+from nomadkit.preflight.network_checks import agent_status
+from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped, Warned
 from nomadkit.secrets import resolve
 from nomadkit.tour import Kit
 from nomadkit.webhook.signature import compute_signature
@@ -86,20 +87,26 @@ def door_checkin_offline(ctx: Context, kit: Kit | None) -> Evidence:
     key = resolve(ctx.tour.commerce.ticket_key)
     ctx.secrets.append(key)
     remote = ctx.remotes[kit.name]
+    serving = agent_status(ctx, kit).get("door", {}).get("stop") or ctx.stop.name
     claims = {"tid": f"preflight-{uuid.uuid4().hex[:10]}", "tour": ctx.tour.name,
-              "stop": ctx.stop.name, "tier": "preflight", "qty": 1, "iat": int(time.time())}
+              "stop": serving, "tier": "preflight", "qty": 1, "iat": int(time.time())}
     token = tickets.sign_ticket(key, **claims)
     forged = tickets.sign_ticket(tickets.generate_ticket_key(), **claims)
     url = f"http://127.0.0.1:{kit.agent.http_port}/checkin"
     answers = [remote.http("POST", url, json.dumps({"token": t, "door": "preflight"}),
                            {"content-type": "application/json"}) for t in (token, token, forged)]
-    evidence = {"first": answers[0][0], "second": answers[1][0], "forged": answers[2][0]}
+    evidence = {"door_serves": serving, "first": answers[0][0], "second": answers[1][0],
+                "forged": answers[2][0]}
     if answers[0][0] != 200:
         raise Failed("the door refused a valid ticket — check the ticket public key in "
                      f"/etc/nomadkit/agent.json matches the tour key ({answers[0][1][:120]})", **evidence)
     if answers[1][0] != 409 or answers[2][0] != 422:
         raise Failed("the door admitted a second scan or a forged ticket — redeploy the agent",
                      **evidence)
+    if serving != ctx.stop.name:
+        raise Warned(f"the door verifies tickets, but for '{serving}' today, not '{ctx.stop.name}' "
+                     "— the agent picks the stop from the tour dates and the kit's clock; on the "
+                     "night it serves this stop", **evidence)
     return evidence
 
 

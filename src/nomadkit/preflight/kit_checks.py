@@ -14,7 +14,7 @@ from nomadkit.remote import quote
 from nomadkit.tour import Kit
 
 MAX_CLOCK_OFFSET_S = 0.1  # SRT timestamps and signed tickets both tolerate far more
-SEGMENT_FRESH_S = 10.0  # a recording not written to for this long means the encoder stalled
+SEGMENT_FRESH_S = 45.0  # a recording not written to for this long means the encoder stalled
 BITRATE_TOLERANCE = 0.35  # x264 in ultrafast mode wanders around its target; more is wrong
 SPACE_MARGIN = 1.25  # room for the night's recordings at the ladder's top, plus a quarter
 
@@ -114,7 +114,7 @@ def encoders_warm(ctx: Context, kit: Kit | None) -> Evidence:
         probe = json.loads(remote.output(
             "ffprobe -v error -of json -show_entries format=bit_rate:stream=width,height "
             f"-select_streams v:0 {quote(newest)}"))
-        age = time.time() - float(remote.output(f"stat -c %Y {quote(newest)}"))
+        age = float(remote.output(f"echo $(( $(date +%s) - $(stat -c %Y {quote(newest)}) ))"))
         video = probe["streams"][0]
         kbps = float(probe["format"]["bit_rate"]) / 1000
         target = stream.bitrates_kbps[0] + stream.audio_kbps
