@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+from nomadkit import ROOT
+
+# pyinfra_cli monkey-patches the whole process with gevent when imported, which breaks the
+# subprocesses and threads of every later test: load it in a child process only.
+LOAD = """
+import json
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 from pyinfra_cli.inventory import make_inventory
-
-from nomadkit import ROOT
 from nomadkit.inventory import kit_context
+with ctx_state.use(State()):
+    inventory = make_inventory("inventories/tour.py")
+host = inventory.get_host("kit-a")
+tour, kit, endpoints = kit_context(host.data)
+print(json.dumps({
+    "hosts": sorted(h.name for h in inventory),
+    "groups": {g: sorted(h.name for h in inventory.get_group(g))
+               for g in ("alfama", "mouraria", "graca", "marvila", "belem")},
+    "ssh_hostname": host.data.ssh_hostname, "kit": kit.name, "tour": tour.name,
+    "endpoints": endpoints is not None}))
+"""
 
 
-def test_pyinfra_loads_the_demo_tour_inventory(monkeypatch) -> None:
-    monkeypatch.setenv("NOMADKIT_TOUR", str(ROOT / "tours" / "demo.yaml"))
-    monkeypatch.setenv("NOMADKIT_ENDPOINTS", "/nonexistent/endpoints.json")
-    with ctx_state.use(State()):
-        inventory = make_inventory(str(ROOT / "inventories" / "tour.py"))
-    assert sorted(h.name for h in inventory) == ["kit-a", "kit-b"]
-    for stop in ("alfama", "mouraria", "graca", "marvila", "belem"):
-        assert sorted(h.name for h in inventory.get_group(stop)) == ["kit-a", "kit-b"]
-    host = inventory.get_host("kit-a")
-    assert host.data.ssh_hostname == "kit-a.nightshift.internal"
-    tour, kit, endpoints = kit_context(host.data)
-    assert kit.name == "kit-a" and tour.name == "night-shift" and endpoints is None
+def test_pyinfra_loads_the_demo_tour_inventory(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", LOAD], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin",
+                                            "NOMADKIT_TOUR": str(ROOT / "tours" / "demo.yaml"),
+                                            "NOMADKIT_ENDPOINTS": str(tmp_path / "none.json")})
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["hosts"] == ["kit-a", "kit-b"]
+    assert all(kits == ["kit-a", "kit-b"] for kits in loaded["groups"].values())
+    assert loaded["ssh_hostname"] == "kit-a.nightshift.internal"
+    assert (loaded["kit"], loaded["tour"], loaded["endpoints"]) == ("kit-a", "night-shift", False)
 
 
 def test_pyinfra_cli_lists_the_kits_with_connection_overrides(tmp_path) -> None:
