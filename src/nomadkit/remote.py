@@ -13,6 +13,7 @@ from typing import Any
 
 from nomadkit.errors import UserError
 from nomadkit.paths import cache_root
+from nomadkit.tour import Kit
 
 
 class Unreachable(UserError):
@@ -33,6 +34,13 @@ class Remote:
     def from_host_data(cls, name: str, data: dict[str, Any]) -> Remote:
         return cls(name, data["ssh_hostname"], int(data.get("ssh_port", 22)),
                    data.get("ssh_user", "root"), data.get("ssh_key"))
+
+    @classmethod
+    def for_kit(cls, kit: Kit, connect: dict[str, Any] | None = None) -> Remote:
+        """The kit's management address, or the overrides the lab (NOMADKIT_CONNECT) gives."""
+        data = {"ssh_hostname": kit.management.address, "ssh_port": kit.management.port,
+                "ssh_user": kit.management.user, **(connect or {})}
+        return cls.from_host_data(kit.name, data)
 
     def argv(self, command: str) -> list[str]:
         """One shared SSH connection per kit (ControlMaster): a busy kit's CPU pays for one key

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped, Warned
 from nomadkit.remote import quote
+from nomadkit.status.cli import STATUS_FILE
 from nomadkit.tour import Kit
 
 HEADROOM = 1.5  # an uplink should carry the stream's top bitrate and half again
@@ -20,7 +21,6 @@ DRILL_TIMEOUT_S = 15.0
 MOVE_GOAL_S = 2.0  # the agent's goal: traffic on another uplink within 2 s of a dead link
 
 
-STATUS_FILE = "/run/nomadkit/status.json"  # the agent rewrites it every second
 STATUS_FRESH_S = 10.0
 
 

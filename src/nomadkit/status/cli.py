@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,32 +17,18 @@ from typing import Any
 from nomadkit.agent.daemon import ROLLBACK_NAME
 from nomadkit.errors import UserError
 from nomadkit.inventory import read_connect
+from nomadkit.remote import Remote, Unreachable
 from nomadkit.tour import Kit, load_tour
 
 STATUS_FILE = "/run/nomadkit/status.json"
 
 
-def ssh_argv(kit: Kit, connect: dict[str, Any]) -> list[str]:
-    """ssh options for one kit: the tour's management address, or the lab's overrides."""
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            "-p", str(connect.get("ssh_port", kit.management.port))]
-    if connect.get("ssh_key"):
-        argv += ["-i", str(connect["ssh_key"])]
-    if connect.get("ssh_known_hosts_file"):
-        argv += ["-o", f"UserKnownHostsFile={connect['ssh_known_hosts_file']}"]
-    if connect.get("ssh_strict_host_key_checking"):
-        argv += ["-o", f"StrictHostKeyChecking={connect['ssh_strict_host_key_checking']}"]
-    user = connect.get("ssh_user", kit.management.user)
-    return [*argv, f"{user}@{connect.get('ssh_hostname', kit.management.address)}"]
-
-
 def read_status(kit: Kit, connect: dict[str, Any]) -> dict[str, Any]:
     """One kit's status, or {"error": ...} saying why it could not be read."""
     try:
-        done = subprocess.run([*ssh_argv(kit, connect), "cat", STATUS_FILE],
-                              capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return {"kit": kit.name, "error": "SSH timed out — is the kit on and reachable?"}
+        done = Remote.for_kit(kit, connect).run(f"cat {STATUS_FILE}", timeout=20)
+    except Unreachable as exc:
+        return {"kit": kit.name, "error": str(exc)}
     if done.returncode:
         why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         return {"kit": kit.name, "error": f"cannot read {STATUS_FILE}: {why}"}
@@ -102,8 +87,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                         f"{', '.join(k.name for k in tour.kits)}")
     flag = f"/run/nomadkit/{ROLLBACK_NAME}"
     command = f"rm -f {flag}" if args.clear else f"mkdir -p /run/nomadkit && touch {flag}"
-    done = subprocess.run([*ssh_argv(kit, (read_connect() or {}).get(kit.name, {})), command],
-                          capture_output=True, text=True, timeout=30)
+    done = Remote.for_kit(kit, (read_connect() or {}).get(kit.name)).run(command, timeout=30)
     if done.returncode:
         raise UserError(f"{kit.name}: could not reach the kit to {'clear' if args.clear else 'force'} "
                         f"the rollback: {done.stderr.strip() or done.returncode}")
