@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from nomadkit.lab.net import CLOUD_NAME as LAB_TIME_SERVER
+
 # --- value types -----------------------------------------------------------------------------
 
 SECRET_REF = re.compile(r"^(env|secret):[A-Za-z_][A-Za-z0-9_]*$")
@@ -226,13 +228,13 @@ class Kit(Model):
     cache_max_mb: int = Field(2048, ge=16, le=1_000_000, description="proxy_cache size, assets not primed.")
     journal_max_mb: int = Field(200, ge=16, le=100_000, description="journald's disk cap.")
     time_servers: list[str] | None = Field(None, description=(
-        "NTP servers; None: Debian's pool on real kits, none in the lab (lab VMs never reach out)."))
+        "NTP servers; None: Debian's pool on real kits, the lab's own time server in the lab."))
 
     def ntp_servers(self) -> list[str]:
         """The NTP servers chrony uses: explicit ones, else the default for this hardware."""
         if self.time_servers is not None:
             return self.time_servers
-        return [] if self.hardware == "lab" else ["2.debian.pool.ntp.org"]
+        return [LAB_TIME_SERVER] if self.hardware == "lab" else ["2.debian.pool.ntp.org"]
 
 
 class Stop(Model):

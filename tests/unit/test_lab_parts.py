@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,18 @@ def test_dnsmasq_gives_each_uplink_exactly_its_address() -> None:
 def test_root_nat_only_sends_the_cloud_address_from_the_lab_veth_to_loopback() -> None:
     rules = net.root_ruleset()
     assert f'iifname "{net.HOST_VETH}" ip daddr {net.CLOUD_ADDRESS} dnat to 127.0.0.1' in rules
+
+
+def test_lab_time_server_answers_kits_for_the_cloud_address_and_never_sets_the_clock(
+        tmp_path: Path) -> None:
+    assert (f"ip daddr {net.CLOUD_ADDRESS} udp dport 123 dnat to {net.LAB_VETH_ADDRESS}"
+            in net.lab_ruleset())
+    conf = tmp_path / "chrony.conf"
+    conf.write_text(net.chrony_config(tmp_path))
+    parsed = subprocess.run(["chronyd", "-p", "-f", str(conf)], capture_output=True, text=True)
+    assert parsed.returncode == 0, parsed.stderr
+    assert f"bindaddress {net.LAB_VETH_ADDRESS}" in parsed.stdout and "local stratum" in parsed.stdout
+    assert "allow 100.64.0.0/10" in parsed.stdout
 
 
 def test_delay_is_added_to_every_frame() -> None:

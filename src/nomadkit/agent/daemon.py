@@ -1,8 +1,9 @@
 """The agent's main loop: probe, judge, move traffic, pick the encoder profile, report.
 
-One thread probes and decides (the part with a one-second budget); uploads, cloud sync and
-the HTTP endpoint run in their own threads so a slow S3 or a slow phone never delays a
-failover. Everything the status shows is also logged, for `journalctl -u nomadkit-agent`.
+One thread probes and decides (the part with a one-second budget); uploads, cloud sync, the
+HTTP endpoint and the slow system facts (battery, clock, encoder units: each a subprocess) run in
+their own threads so a slow S3, a slow phone or a busy CPU never delays a failover or leaves
+the status file stale. Everything the status shows is also logged, for `journalctl -u nomadkit-agent`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nomadkit.agent.web import serve
 log = logging.getLogger("nomadkit.agent")
 
 TICK_S = 0.05
+FACTS_S = 3.0  # how often battery, disk, clock and encoder units are read (each costs a process)
 LOCK_NAME = "doors-open"
 ROLLBACK_NAME = "rollback"  # present: the operator forced the audio-only profile (`nomadkit rollback`)
 
@@ -60,6 +62,7 @@ class Agent:
         self.uploader = (Uploader(state / "uploads.db", Path(config.recordings_dir), config.s3, self.throttle)
                          if config.s3 else None)
         self.sync_state: dict[str, Any] = {}
+        self.facts: dict[str, Any] = {}
 
     # --- decisions ---------------------------------------------------------------------------
 
@@ -169,17 +172,23 @@ class Agent:
         return {
             "kit": self.config.kit, "tour": self.config.tour, "at": time.time(),
             "active": self.active, "uplinks": uplinks,
-            "encoder": {"profile": self.encoder.profile, "units": self.encoder.states()},
+            "encoder": {"profile": self.encoder.profile, "units": self.facts.get("units", {})},
             "uploads": self.uploader.status() if self.uploader else {"disabled": "no recordings bucket"},
             "door": {"stop": self.current_stop(), **self.door.counts()},
             "sync": self.sync_state,
-            "battery": system.battery(self.config.ups),
-            "disk": system.disk(self.config.recordings_dir),
-            "clock": system.clock(),
+            **{key: self.facts.get(key, {"ok": False, "error": "not read yet"})
+               for key in ("battery", "disk", "clock")},
+            "facts_at": self.facts.get("at"),
             "doors_open_lock": json.loads(lock.read_text()) if lock.exists() else None,
             "alerts": dict(self.alerts),
             "events": list(self.events)[-20:],
         }
+
+    def read_facts(self) -> None:
+        """Battery, disk, clock and encoder units, replaced in one piece (readers never see half)."""
+        self.facts = {"battery": system.battery(self.config.ups),
+                      "disk": system.disk(self.config.recordings_dir),
+                      "clock": system.clock(), "units": self.encoder.states(), "at": time.time()}
 
     def write_status(self) -> dict[str, Any]:
         """Atomically replace <run_dir>/status.json (what `nomadkit status` reads over SSH)."""
@@ -234,6 +243,11 @@ class Agent:
                 self.measure_rates(now)
                 self.write_status()
 
+    def run_facts(self) -> None:
+        while not self.stopping.is_set():
+            self.read_facts()
+            self.stopping.wait(FACTS_S)
+
     def run_uploads(self) -> None:
         while not self.stopping.wait(5.0):
             if self.uploader and self.uploads_allowed():
@@ -264,7 +278,7 @@ class Agent:
     def run(self) -> None:
         """Start the worker threads and run the decision loop until stopped."""
         threads = [threading.Thread(target=fn, name=fn.__name__, daemon=True)
-                   for fn in (self.run_uploads, self.run_cloud)]
+                   for fn in (self.run_facts, self.run_uploads, self.run_cloud)]
         threads.append(threading.Thread(target=serve, args=(self,), name="http", daemon=True))
         for thread in threads:
             thread.start()

@@ -133,7 +133,7 @@ class Lab:
         return vms
 
     def make_network(self, vms: list[vm.KitVm]) -> None:
-        """Namespace, taps, the wire (impairments) and DHCP/DNS for every kit uplink."""
+        """Namespace, taps, the wire (impairments), DHCP/DNS and time for every kit uplink."""
         self.progress(f"lab network: namespace {net.NETNS}, cloud at {net.CLOUD_ADDRESS}")
         net.create_namespace()
         uplinks = [u for v in vms for u in v.uplinks]
@@ -160,6 +160,10 @@ class Lab:
         conf = self.dir / "dnsmasq.conf"
         conf.write_text(net.dnsmasq_config(uplinks, self.dir))
         net.sh(["ip", "netns", "exec", net.NETNS, "dnsmasq", f"--conf-file={conf}"])
+        conf = self.dir / "chrony.conf"
+        conf.write_text(net.chrony_config(self.dir))
+        net.sh(["ip", "netns", "exec", net.NETNS, "chronyd", "-x", "-f", str(conf),
+                "-l", str(self.dir / "chronyd.log")])
 
     def boot(self, vms: list[vm.KitVm], accel: vm.Accel) -> dict[str, Any]:
         """Cold-boot kits without a golden snapshot (and save one), then resume every kit."""

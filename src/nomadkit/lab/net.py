@@ -10,7 +10,9 @@ Address scheme (import these, never retype them):
   namespace routes them over a veth pair to the root namespace, where one nftables DNAT rule
   (with `route_localnet` on that veth only) hands them to 127.0.0.1. The namespace masquerades
   them first, so the root namespace needs no route back to the kits;
-- DNS on each gateway answers `cloud.lab` with `CLOUD_ADDRESS` and nothing else (no upstream).
+- DNS on each gateway answers `cloud.lab` with `CLOUD_ADDRESS` and nothing else (no upstream);
+- NTP to `CLOUD_ADDRESS` is answered inside the namespace by a chronyd serving this machine's
+  clock (it never sets it), so lab kits keep true time as real kits do from the pool.
 Everything lives in the namespace `NETNS`; deleting it (`nomadkit lab down`) removes the taps,
 the veth pair and its routes; the root-namespace nftables table is deleted with it.
 """
@@ -120,8 +122,13 @@ def root_ruleset() -> str:
 
 
 def lab_ruleset() -> str:
-    """Lab namespace: kits reach only the cloud; their traffic leaves as the veth address."""
+    """Lab namespace: kits reach only the cloud; their traffic leaves as the veth address; their
+    NTP stays in the namespace, with the lab's time server."""
     return f"""table ip {NFT_TABLE} {{
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr {CLOUD_ADDRESS} udp dport 123 dnat to {LAB_VETH_ADDRESS}
+    }}
     chain forward {{
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
@@ -156,6 +163,15 @@ def dnsmasq_config(uplinks: list[UplinkNet], run_dir: Path) -> str:
         lines += [f"interface={u.tap}",
                   f"dhcp-range=set:{u.tap},{u.address},{u.address},255.255.255.0,1h"]
     return "\n".join(lines) + "\n"
+
+
+def chrony_config(run_dir: Path) -> str:
+    """The lab's time server: this machine's clock served to the kits, never adjusted."""
+    return "\n".join([
+        "# nomadkit lab time server (run as `chronyd -x`: it serves the clock, never sets it)",
+        "port 123", f"bindaddress {LAB_VETH_ADDRESS}", "cmdport 0", "local stratum 8",
+        "allow 100.64.0.0/10", f"pidfile {run_dir / 'chronyd.pid'}",
+    ]) + "\n"
 
 
 def delete_namespace() -> None:
