@@ -98,6 +98,17 @@ def cmd_lab_impair(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab_power(args: argparse.Namespace) -> int:
+    """Cut a kit's power (its VM is killed mid-whatever, as a pulled plug would) or turn it
+    back on (a cold boot from its own disk, as it was left)."""
+    lab = Lab()
+    if args.state == "cut":
+        lab.power_cut(args.kit)
+    else:
+        lab.power_on(args.kit)
+    return 0
+
+
 def cmd_lab_ssh(args: argparse.Namespace) -> int:
     """Open a root shell on a kit (or run a command there) over the lab's SSH forward."""
     lab = Lab()
@@ -187,6 +198,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     impair.add_argument("--clear", action="store_true", help="remove the impairment")
     impair.add_argument("--json", action="store_true", help="print the result as JSON")
     impair.set_defaults(func=cmd_lab_impair)
+
+    power = lsub.add_parser("power", help="cut a kit's power or turn it on",
+                            description=cmd_lab_power.__doc__)
+    power.add_argument("kit")
+    power.add_argument("state", choices=("cut", "on"))
+    power.set_defaults(func=cmd_lab_power)
 
     ssh = lsub.add_parser("ssh", help="shell on a kit", description=cmd_lab_ssh.__doc__)
     ssh.add_argument("kit")

@@ -121,16 +121,16 @@ class Lab:
             raise
 
     def make_vms(self, kits: list[KitSpec], image: Any, memory_mb: int) -> list[vm.KitVm]:
-        vms = []
-        for k, spec in enumerate(kits):
-            uplinks = tuple(
-                net.UplinkNet(kit=spec.name, name=name, kit_index=k, uplink_index=u,
-                              mac=mac or net.lab_mac(k, u + 1))
-                for u, (name, mac) in enumerate(spec.uplinks))
-            vms.append(vm.KitVm(name=spec.name, index=k, mgmt_mac=net.lab_mac(k, 0),
-                                uplinks=uplinks, image=image, run_dir=self.dir,
-                                memory_mb=memory_mb))
-        return vms
+        return [self.make_vm(k, spec, image, memory_mb) for k, spec in enumerate(kits)]
+
+    def make_vm(self, index: int, spec: KitSpec, image: Any, memory_mb: int) -> vm.KitVm:
+        """Kit number `index` (its MACs and uplink networks follow from it)."""
+        uplinks = tuple(
+            net.UplinkNet(kit=spec.name, name=name, kit_index=index, uplink_index=u,
+                          mac=mac or net.lab_mac(index, u + 1))
+            for u, (name, mac) in enumerate(spec.uplinks))
+        return vm.KitVm(name=spec.name, index=index, mgmt_mac=net.lab_mac(index, 0),
+                        uplinks=uplinks, image=image, run_dir=self.dir, memory_mb=memory_mb)
 
     def make_network(self, vms: list[vm.KitVm]) -> None:
         """Namespace, taps, the wire (impairments), DHCP/DNS and time for every kit uplink."""
@@ -197,6 +197,7 @@ class Lab:
                                      "address": u.address, "link": "up",
                                      "impairment": {}} for u in v.uplinks}}
         state = {"accel": accel.name, "accel_reason": accel.reason, "kits": kits,
+                 "memory_mb": vms[0].memory_mb if vms else 0,
                  "cloud_address": net.CLOUD_ADDRESS, "ssh_key": str(self.key)}
         self.save(state)
         return state
@@ -278,6 +279,36 @@ class Lab:
         state["kits"][kit]["uplinks"][uplink]["impairment"] = reply["impairment"]
         self.save(state)
         return reply
+
+    def power_cut(self, kit: str) -> None:
+        """Pull a kit's plug: its QEMU is killed, nothing is flushed or shut down in the kit."""
+        state = self.state()
+        pid = self.kit(kit)["pid"]
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while alive(pid):
+                time.sleep(0.05)
+        state["kits"][kit]["power"] = "off"
+        self.save(state)
+        self.progress(f"{kit}: power cut")
+
+    def power_on(self, kit: str) -> float:
+        """Boot a kit after `power_cut`, cold, from its own disk as it was left; seconds to SSH."""
+        state = self.state()
+        info = self.kit(kit)
+        if alive(info["pid"]):
+            raise UserError(f"lab: {kit} is running; `nomadkit lab power {kit} cut` first")
+        spec = KitSpec(kit, tuple((name, u["mac"]) for name, u in info["uplinks"].items()))
+        machine = self.make_vm(info["index"], spec, build_image(self.progress),
+                               state.get("memory_mb", 1024))
+        accel = vm.detect_accel()
+        started = time.monotonic()
+        proc = machine.start(accel, machine.overlay, info["ssh_port"])
+        seconds = vm.wait_ssh(machine, proc, info["ssh_port"], self.key)
+        info.update(pid=proc.pid, power="on", boot_s=round(time.monotonic() - started, 1))
+        self.save(state)
+        self.progress(f"{kit}: powered on, SSH after {seconds:.1f} s (cold boot, {accel.name})")
+        return seconds
 
     def ssh(self, kit: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run a shell command on a kit as root; returns the finished process (text)."""

@@ -99,16 +99,30 @@ def wait_active(ctx: Context, kit: Kit, wanted: set[str], timeout: float) -> tup
     return active, time.monotonic() - start
 
 
+def moved_after(status: dict, target: str, cut_at: float, seen_s: float) -> float:
+    """Seconds from the cut to the agent's own switch to `target`, from its event log, rather
+    than to when SSH polling saw it; `seen_s` when the kit's clock makes that implausible."""
+    for event in status.get("events", []):
+        if event.get("event") == "switch" and event.get("to") == target:
+            moved = event["at"] - cut_at
+            if 0 <= moved <= seen_s:
+                return moved
+    return seen_s
+
+
 def _drill(ctx: Context, kit: Kit, cut_these: list[str], expect: set[str]) -> Evidence:
     if ctx.links is None:
         raise Skipped("drills cut links with the lab's link control; on a real kit pull the "
                       "active modem's antenna and watch `nomadkit status`")
     before = agent_status(ctx, kit).get("active")
+    cut_at = time.time()
     with cut(ctx, kit, cut_these):
-        active, seconds = wait_active(ctx, kit, expect, DRILL_TIMEOUT_S)
+        active, seen_s = wait_active(ctx, kit, expect, DRILL_TIMEOUT_S)
+        seconds = moved_after(agent_status(ctx, kit), active, cut_at, seen_s)
     back, back_s = wait_active(ctx, kit, {before}, DRILL_TIMEOUT_S * 2)
     evidence = {"before": before, "cut": cut_these, "after": active, "moved_s": round(seconds, 2),
-                "returned_to": back, "return_s": round(back_s, 1)}
+                "seen_by_controller_s": round(seen_s, 2), "returned_to": back,
+                "return_s": round(back_s, 1)}
     if active not in expect:
         raise Failed(f"traffic did not move to {' or '.join(sorted(expect))} within "
                      f"{DRILL_TIMEOUT_S:.0f} s — check `journalctl -u nomadkit-agent`", **evidence)
