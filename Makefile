@@ -10,7 +10,7 @@ NOMADKIT := $(VENV)/bin/nomadkit
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv demo demo-down test test-extended lint bench clean
+.PHONY: setup apt venv demo demo-down test test-extended lint bench webhook-layer clean
 
 setup: apt venv
 
@@ -54,5 +54,20 @@ lint: venv
 bench: setup
 	$(PY) -m bench
 
+# The payment webhook's Lambda layer (stacks/tour reads the folder, nomadkit:webhookLayer, and
+# Pulumi zips it): what the webhook code imports that the Lambda runtime lacks — cryptography
+# (boto3 is in the runtime) — as wheels for the function's runtime (python3.12, x86_64, as
+# stacks/tour/tourcloud/payments.py says), at the version this venv tests against.
+WEBHOOK_LAYER := stacks/tour/build/webhook-layer
+LAMBDA_PYTHON := 3.12
+LAMBDA_PLATFORM := manylinux2014_x86_64
+
+webhook-layer: venv
+	rm -rf $(WEBHOOK_LAYER)
+	$(PY) -m pip install -q --only-binary=:all: --implementation cp --platform $(LAMBDA_PLATFORM) \
+	  --python-version $(LAMBDA_PYTHON) --target $(WEBHOOK_LAYER)/python \
+	  "cryptography==$$($(PY) -c 'from importlib.metadata import version; print(version("cryptography"))')"
+	@echo "webhook-layer: $$(du -sh $(WEBHOOK_LAYER) | cut -f1) in $(WEBHOOK_LAYER)"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache stacks/tour/build

@@ -139,3 +139,20 @@ def test_nomadkit_commands_the_workflow_calls_parse() -> None:
             pytest.fail(f"the workflow runs `nomadkit {command}`, which the CLI rejects")
     if unregistered:
         pytest.skip(f"subcommands not registered yet: {sorted(set(unregistered))} (other areas)")
+
+
+def test_webhook_layer_is_built_for_the_functions_runtime() -> None:
+    """`make webhook-layer` (run by staging before `pulumi up`) fetches wheels for the runtime and
+    architecture the Lambda function declares, into the folder the stack reads by default."""
+    make = subprocess.run(["make", "-n", "webhook-layer"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    assert make.returncode == 0, make.stderr
+    payments = (ROOT / "stacks" / "tour" / "tourcloud" / "payments.py").read_text()
+    runtime = re.search(r'^RUNTIME = "python([\d.]+)"', payments, re.M)
+    arch = re.search(r'architectures=\["(\w+)"\]', payments)
+    assert runtime and arch
+    assert f"--python-version {runtime[1]} " in make.stdout
+    assert f"--platform manylinux2014_{arch[1]} " in make.stdout
+    stack = yaml.safe_load((ROOT / "stacks" / "tour" / "Pulumi.yaml").read_text())
+    folder = stack["config"]["nomadkit:webhookLayer"]["default"]
+    assert f"--target stacks/tour/{folder}/python " in make.stdout
