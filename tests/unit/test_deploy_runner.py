@@ -25,6 +25,11 @@ def test_kits_are_chosen_by_stop_and_kit() -> None:
         select_kits(tour, "lisbon", None)
     with pytest.raises(UserError, match="no kit 'kit-c' — kits: kit-a, kit-b"):
         select_kits(tour, None, "kit-c")
+    assert select_kits(tour, "alfama", ["kit-b", "kit-a"]) == ["kit-a", "kit-b"]  # a rolling batch
+    with pytest.raises(UserError, match="no kit 'kit-c'"):
+        select_kits(tour, None, ["kit-a", "kit-c"])
+    with pytest.raises(UserError, match="no kit chosen"):
+        select_kits(tour, None, [])
 
 
 def test_unreachable_kits_are_named_each_with_why(tmp_path: Path, capsys) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from nomadkit.deploy import cloud_endpoints, find_kit
 from nomadkit.deploy.kit import configure_kit
 from nomadkit.errors import UserError
 from nomadkit.lab.progress import Progress
+from nomadkit.roles.ops import put_path
 from nomadkit.tour import Tour, load_tour
 
 
@@ -38,12 +40,20 @@ class KitResult:
     changed: int = 0  # --dry: operations that would change something
     conditional: int = 0  # --dry: operations that change only if an earlier one does
     changes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the paths on the kit among `changes`
     error: str = ""
     seconds: float = 0.0
 
+    def add_change(self, name: str, path: str | None) -> None:
+        """One operation that changed (or with --dry would change) something; `path` if it puts a file."""
+        self.changed += 1
+        self.changes.append(name)
+        if path:
+            self.files.append(path)
 
-def select_kits(tour: Tour, stop: str | None, kit: str | None) -> list[str]:
-    """The kits of one stop, or one kit, or every kit of the tour."""
+
+def select_kits(tour: Tour, stop: str | None, kit: str | Sequence[str] | None) -> list[str]:
+    """The kits of one stop, or the named kit(s) (in tour order), or every kit of the tour."""
     names = [k.name for k in tour.kits]
     if stop:
         stops = [s for s in tour.stops if s.name == stop]
@@ -51,11 +61,15 @@ def select_kits(tour: Tour, stop: str | None, kit: str | None) -> list[str]:
             raise UserError(f"tour '{tour.name}' has no stop '{stop}' — stops: "
                             f"{', '.join(s.name for s in tour.stops)}")
         names = list(stops[0].kits)
-    if kit:
-        find_kit(tour, kit)
-        if kit not in names:
-            raise UserError(f"kit '{kit}' does not play stop '{stop}' — its kits: {', '.join(names)}")
-        names = [kit]
+    if kit is not None:
+        wanted = [kit] if isinstance(kit, str) else list(kit)
+        if not wanted:
+            raise UserError("no kit chosen — name at least one kit")
+        for name in wanted:
+            find_kit(tour, name)
+            if name not in names:
+                raise UserError(f"kit '{name}' does not play stop '{stop}' — its kits: {', '.join(names)}")
+        names = [n for n in names if n in wanted]
     return names
 
 
@@ -102,14 +116,13 @@ class Reporter(BaseStateCallback):
                 continue
             pending_host, op_hash = self.pending.pop(name)
             meta = state.ops[pending_host][op_hash].operation_meta
-            op_name = ", ".join(sorted(state.op_meta[op_hash].names))
             if meta.is_complete() and meta.did_change():
-                self.progress(f"{name}: changed {op_name}")
+                self.progress(f"{name}: changed {op_label(state, pending_host, op_hash)[0]}")
 
 
-def deploy(tour_file: Path, *, stop: str | None = None, kit: str | None = None, dry: bool = False,
-           force: bool = False, connect_file: Path | None = None, endpoints_file: Path | None = None,
-           progress: Progress | None = None) -> list[KitResult]:
+def deploy(tour_file: Path, *, stop: str | None = None, kit: str | Sequence[str] | None = None,
+           dry: bool = False, force: bool = False, connect_file: Path | None = None,
+           endpoints_file: Path | None = None, progress: Progress | None = None) -> list[KitResult]:
     """Deploy (or with `dry`, detect the changes a deploy would make on) the chosen kits."""
     progress = progress or Progress()
     tour = load_tour(tour_file)
@@ -156,6 +169,18 @@ def prepare(state: State, results: dict[str, KitResult], progress: Progress) -> 
             state.fail_hosts({host})
 
 
+def op_label(state: State, host: Host, op_hash: str) -> tuple[str, str | None]:
+    """An operation's name on this host, and the path on the kit it puts (None if it puts none).
+
+    In pyinfra's API mode the N-th operation of every host shares one hash, so its names merge
+    across kits ("Put /a, Put /b"); a put operation keeps only the name of its own path.
+    """
+    names = sorted(state.op_meta[op_hash].names)
+    path = put_path(state.ops[host][op_hash].operation_meta)
+    own = [n for n in names if path in n.split()] if path else []
+    return ", ".join(own or names), path
+
+
 def collect(state: State, host: Host, result: KitResult, dry: bool) -> None:
     """Per-kit counts from pyinfra's own operation results."""
     for op_hash in state.get_op_order():
@@ -163,19 +188,17 @@ def collect(state: State, host: Host, result: KitResult, dry: bool) -> None:
             continue
         data = state.get_op_data_for_host(host, op_hash)
         meta = data.operation_meta
-        name = ", ".join(sorted(state.op_meta[op_hash].names))
+        name, path = op_label(state, host, op_hash)
         result.operations += 1
         if dry:
             if meta._maybe_is_change and data.global_arguments.get("_if"):
                 result.conditional += 1
             elif meta._maybe_is_change:
-                result.changed += 1
-                result.changes.append(name)
+                result.add_change(name, path)
         elif meta.is_complete() and meta.did_error():
             result.status, result.error = "failed", result.error or f"operation failed: {name}"
         elif meta.is_complete() and meta.did_change():
-            result.changed += 1
-            result.changes.append(name)
+            result.add_change(name, path)
     if result.status == "ok" and host in state.failed_hosts:
         result.status = "failed"
         result.error = result.error or "failed (see the lines above)"

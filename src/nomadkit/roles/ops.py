@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from io import BytesIO, StringIO
+from weakref import WeakKeyDictionary
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
@@ -41,6 +42,16 @@ class Puts(dict[str, OperationMeta]):
         self.rendered = rendered
 
 
+# Each host's own put operation -> the path it puts. pyinfra's API mode gives the N-th operation
+# of every host one hash and one merged set of names, so the name cannot tell a kit's own path.
+_PUT_PATHS: WeakKeyDictionary[OperationMeta, str] = WeakKeyDictionary()
+
+
+def put_path(meta: OperationMeta) -> str | None:
+    """The path on the kit that a `put_all` operation puts (None for any other operation)."""
+    return _PUT_PATHS.get(meta)
+
+
 def put_all(rendered: dict[str, str], perm: Callable[[str], Perm] = lambda _path: DEFAULT) -> Puts:
     """Put every rendered file with its permissions; returns each path's operation.
 
@@ -55,6 +66,7 @@ def put_all(rendered: dict[str, str], perm: Callable[[str], Perm] = lambda _path
         else:
             ops[path] = files.put(name=f"Put {path}", src=StringIO(content), dest=path,
                                   mode=p.mode, user=p.user, group=p.group)
+        _PUT_PATHS[ops[path]] = path
     return ops
 
 
