@@ -303,6 +303,13 @@ class PullMode(Model):
                               description="Each kit checks for a new bundle this often.")
 
 
+class Rollout(Model):
+    """How `nomadkit deploy --rolling` goes through the kits: one canary, then batches."""
+
+    batch: int = Field(2, ge=1, le=100, description=(
+        "Kits deployed together after the canary; a batch with a failed kit halts the rest."))
+
+
 # --- the tour --------------------------------------------------------------------------------
 
 
@@ -327,6 +334,7 @@ class Tour(Model):
         None, description="Folder of preview assets (relative to the tour file) for the asset bucket.")
     pull: PullMode | None = Field(None, description=(
         "Set to let kits fetch and apply signed deploy bundles on their own (no inbound SSH needed)."))
+    rollout: Rollout = Field(default_factory=Rollout)
 
     @model_validator(mode="after")
     def _cross_field_rules(self, info: ValidationInfo) -> Tour:
