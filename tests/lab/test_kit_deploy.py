@@ -26,12 +26,11 @@ import pytest
 
 from nomadkit import ROOT
 from nomadkit.deploy import write_tree
-from nomadkit.deploy.labtour import ASSETS, DEMO, LabTour, StandinCloud, standin_cloud
+from nomadkit.deploy.labtour import ASSETS, LabTour, StandinCloud
 from nomadkit.deploy.runner import KitResult
-from nomadkit.lab.lab import Lab, free_port
+from nomadkit.lab.lab import free_port
 from nomadkit.paths import cache_root
 from nomadkit.roles import encoder, power
-from nomadkit.tour import load_tour
 
 pytestmark = pytest.mark.lab
 
@@ -47,31 +46,6 @@ def figures() -> Iterator[dict[str, Any]]:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(FIGURES, indent=2))
         print(f"\nkit deploy figures (lab, {out}):\n" + json.dumps(FIGURES, indent=2))
-
-
-@pytest.fixture(scope="module")
-def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("secrets")
-    old = os.environ.get("NOMADKIT_SECRETS")
-    os.environ["NOMADKIT_SECRETS"] = str(folder)
-    yield folder
-    if old is None:
-        del os.environ["NOMADKIT_SECRETS"]
-    else:
-        os.environ["NOMADKIT_SECRETS"] = old
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinCloud]:
-    streams = [s.name for k in load_tour(DEMO).kits for s in k.streams]
-    with standin_cloud(tmp_path_factory.mktemp("relay"), streams) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def kits(lab: Lab, tmp_path_factory: pytest.TempPathFactory, secrets_dir: Path,
-         cloud: StandinCloud) -> LabTour:
-    return LabTour(lab, tmp_path_factory.mktemp("kits"), cloud)
 
 
 @pytest.fixture(scope="module")
