@@ -1,4 +1,4 @@
-"""Operations the roles share: putting rendered files, secrets without diffs, packages once.
+"""Operations the roles share: putting rendered files (secrets never diffed), packages once.
 
 Written like pyinfra's own operations: read a fact, yield only what closes the difference, so a
 second run yields nothing and pyinfra's results say "no change".
@@ -7,18 +7,20 @@ second run yields nothing and pyinfra's results say "no change".
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from io import BytesIO, StringIO
+from io import BytesIO
 from weakref import WeakKeyDictionary
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, OperationError, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File, FileContents, Sha256File
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.hardware import NetworkDevices
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, systemd
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,75 @@ def put_path(meta: OperationMeta) -> str | None:
 def put_all(rendered: dict[str, str], perm: Callable[[str], Perm] = lambda _path: DEFAULT) -> Puts:
     """Put every rendered file with its permissions; returns each path's operation.
 
-    The result feeds `activate`: a service restarts only if one of its files changed.
+    The kit's copies are read once for the whole set (`FileStates`: one command, not two per
+    file as `files.put` would), when the first of them runs. The result feeds `activate`: a
+    service restarts only if one of its files changed.
     """
     ops = Puts(rendered)
+    kit_files = KitFiles(tuple(rendered))
     for path, content in rendered.items():
         p = perm(path)
-        if p.secret:
-            ops[path] = secret_file(name=f"Put {path} (secret, not shown)", path=path,
-                                    content=content, mode=p.mode, user=p.user, group=p.group)
-        else:
-            ops[path] = files.put(name=f"Put {path}", src=StringIO(content), dest=path,
-                                  mode=p.mode, user=p.user, group=p.group)
+        shown = " (secret, not shown)" if p.secret else ""
+        ops[path] = rendered_file(name=f"Put {path}{shown}", path=path, content=content,
+                                  mode=p.mode, user=p.user, group=p.group, kit_files=kit_files)
         _PUT_PATHS[ops[path]] = path
     return ops
+
+
+class FileStates(FactBase):
+    """Mode, owner, group and SHA-256 of many files in one command; None for a missing file."""
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        return ("for f in " + " ".join(shlex.quote(p) for p in paths) + "; do "
+                'if [ -f "$f" ]; then echo "$(stat -c \'%a %U %G\' "$f") '
+                '$(sha256sum < "$f" | cut -d" " -f1) $f"; else echo "- - - - $f"; fi; done')
+
+    def process(self, output: Iterable[str]) -> dict[str, tuple[int, str, str, str] | None]:
+        states: dict[str, tuple[int, str, str, str] | None] = {}
+        for line in output:
+            mode, user, group, sha, path = line.split(" ", 4)
+            states[path] = None if mode == "-" else (int(mode), user, group, sha)
+        return states
+
+
+class KitFiles:
+    """The kit's copies of one role's files, read by the first of their operations to run.
+
+    One instance per `put_all` call, that is per deploy: a later deploy reads afresh.
+    """
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self.paths = paths
+        self.read: dict[str, dict[str, tuple[int, str, str, str] | None]] = {}
+
+    def get(self, path: str) -> tuple[int, str, str, str] | None:
+        if host.name not in self.read:
+            self.read[host.name] = host.get_fact(FileStates, paths=self.paths)
+        return self.read[host.name].get(path)
+
+
+@operation()
+def rendered_file(path: str, content: str, mode: str, user: str, group: str, kit_files: KitFiles):
+    """
+    Put one rendered file; compared by checksum, so a secret in it is never shown as a diff.
+
+    + path: remote path
+    + content: what the file must hold
+    + mode, user, group: its permissions and owner
+    + kit_files: the kit's copies of this file's role (read once per role)
+    """
+    want = hashlib.sha256(content.encode()).hexdigest()
+    remote = kit_files.get(path)
+    upload = remote is None or remote[3] != want
+    if remote is None:
+        yield StringCommand("mkdir", "-p", os.path.dirname(path))
+    if upload:
+        yield FileUploadCommand(BytesIO(content.encode()), path,
+                                remote_temp_filename=host.get_temp_filename(path + want))
+    if upload or (remote[1], remote[2]) != (user, group):
+        yield StringCommand("chown", f"{user}:{group}", path)
+    if upload or remote[0] != int(mode):
+        yield StringCommand("chmod", mode, path)
 
 
 @dataclass(frozen=True)
@@ -134,36 +192,6 @@ def applied(key: str, digest: str, commands: list[str], changed_now: Callable[[]
 def apply(name: str, key: str, depends: Changed, commands: list[str]) -> OperationMeta:
     """`applied` for a set of put files: `commands` run when they are new on this kit."""
     return applied(name=name, key=key, digest=depends.digest(), commands=commands, changed_now=depends)
-
-
-@operation()
-def secret_file(path: str, content: str, mode: str = "600", user: str = "root", group: str = "root"):
-    """
-    Put a file that holds a secret (a modem PIN, a NUT password) without ever showing it.
-
-    `files.put` prints a diff of the old and new content under `--diff`; this compares
-    SHA-256 checksums only, so the secret never reaches the terminal or a log.
-
-    + path: remote path
-    + content: the file's content (holding the secret)
-    + mode, user, group: ownership, set after every upload
-
-    **Example:**
-
-    .. code:: python
-
-        secret_file(path="/etc/nut/upsd.users", content=text, mode="640", group="nut")
-    """
-    want = hashlib.sha256(content.encode()).hexdigest()
-    remote = host.get_fact(File, path=path)
-    uploaded = host.get_fact(Sha256File, path=path) != want
-    if uploaded:
-        yield FileUploadCommand(BytesIO(content.encode()), path,
-                                remote_temp_filename=host.get_temp_filename(path + want))
-    if uploaded or not remote or remote["user"] != user or remote["group"] != group:
-        yield StringCommand("chown", f"{user}:{group}", path)
-    if uploaded or not remote or remote["mode"] != int(mode):
-        yield StringCommand("chmod", mode, path)
 
 
 @operation()
