@@ -25,8 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from nomadkit.agent.config import S3Conf
 
 log = logging.getLogger("nomadkit.agent.uploads")
@@ -157,7 +155,7 @@ class Uploader:
         self.recordings = recordings
         self.s3 = s3
         self.throttle = throttle
-        self.client = client or s3_client(s3)
+        self._client = client
         self.current: dict[str, Any] | None = None
         self.summary: dict[str, Any] = {}
         self._summarise()
@@ -203,8 +201,18 @@ class Uploader:
                 return found
             marker = page["NextPartNumberMarker"]
 
+    @property
+    def client(self) -> Any:
+        """The S3 client, made on first use in the upload thread: importing boto3 takes most of
+        a minute on a slow kit, and the agent must report and fail over from its first second."""
+        if self._client is None:
+            self._client = s3_client(self.s3)
+        return self._client
+
     def _already_there(self, row: sqlite3.Row) -> bool:
         """True when the object exists and matches the file (completed before a crash)."""
+        from botocore.exceptions import ClientError
+
         try:
             head = self.client.head_object(Bucket=self.s3.bucket, Key=row["key"])
         except ClientError:

@@ -22,17 +22,30 @@ MOVE_GOAL_S = 2.0  # the agent's goal: traffic on another uplink within 2 s of a
 
 
 STATUS_FRESH_S = 10.0
+AGENT_START_S = 90.0  # a just-(re)started agent on a slow kit reports within this
 
 
 def agent_status(ctx: Context, kit: Kit) -> dict:
-    """The agent's own view, as it wrote it last (cheaper for a busy kit than asking it)."""
-    text = ctx.remotes[kit.name].output(f"cat {STATUS_FILE}; echo; date +%s.%N")
-    body, _, now = text.strip().rpartition("\n")
-    status = json.loads(body)
-    if float(now) - status["at"] > STATUS_FRESH_S:
-        raise Failed(f"the agent's status is {float(now) - status['at']:.0f} s old — "
-                     "`systemctl status nomadkit-agent` on the kit")
-    return status
+    """The agent's own view, as it wrote it last (cheaper for a busy kit than asking it).
+
+    Waits (bounded) for an agent that is starting, as it is right after a deploy."""
+    deadline = time.monotonic() + AGENT_START_S
+    while True:
+        text = ctx.remotes[kit.name].output(f"cat {STATUS_FILE} 2>/dev/null; echo; date +%s.%N")
+        body, _, now = text.strip().rpartition("\n")
+        try:
+            status = json.loads(body)
+            age = float(now) - status["at"]
+        except (ValueError, KeyError, TypeError):
+            why = f"the agent has written no status ({STATUS_FILE})"
+        else:
+            why = f"the agent's status is {age:.0f} s old"
+            if age <= STATUS_FRESH_S:
+                return status
+        if time.monotonic() > deadline:
+            raise Failed(f"{why} — `systemctl status nomadkit-agent` and "
+                         "`journalctl -u nomadkit-agent` on the kit")
+        time.sleep(2)
 
 
 def uplink_throughput(ctx: Context, kit: Kit | None) -> Evidence:
