@@ -15,7 +15,6 @@ between datagrams, and the datagrams lost (x 10 ms = seconds of stream lost).
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 from bench.report import Result, Spread, Table, described, ratio
 from nomadkit import ROOT
-from nomadkit.netkit import EDGE, SENDER, NetKit, python
+from nomadkit.netkit import EDGE, SENDER, NetKit, longest_gap, python
 from nomadkit.roles.agent import agent_config
 from nomadkit.tour import load_tour
 
@@ -73,10 +72,6 @@ def wait_healthy(proc: subprocess.Popen, folder: Path) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"agent never saw all uplinks healthy: {json.dumps(agent_status(folder))[:1000]}")
-
-
-def longest_gap(times: list[float]) -> float:
-    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 def trial(scenario: str, folder: Path) -> dict[int, dict[str, float | None]]:

@@ -12,10 +12,11 @@ exit. Needs root. Traffic never leaves the two namespaces.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 EDGE = "10.99.0.1"
@@ -160,3 +161,10 @@ except socket.timeout:
 
 def python(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
+
+
+def longest_gap(arrivals: Iterable[float]) -> float:
+    """The longest silence between consecutive arrival times (datagrams at a listener, HLS segments
+    at the relay): what a receiver went without across a failover. Shared by the namespace tests,
+    the failover bench and the lab's agent acceptance, so all three measure it the same way."""
+    return max((b - a for a, b in itertools.pairwise(sorted(arrivals))), default=0.0)

@@ -9,7 +9,6 @@ asserted: bench/agent_failover.py records them.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from nomadkit import ROOT
-from nomadkit.netkit import EDGE, LISTENER, SENDER, NetKit, python
+from nomadkit.netkit import EDGE, LISTENER, SENDER, NetKit, longest_gap, python
 from nomadkit.roles.agent import agent_config
 from nomadkit.status.cli import line
 from nomadkit.tour import load_tour
@@ -141,8 +140,7 @@ def uplink_of(netkit: NetKit, src: str) -> str:
 
 def interruption(rows: list[tuple[float, int, str]], after: float) -> float:
     """Longest gap between datagrams arriving after `after` - 0.05 s (the outage as seen at the edge)."""
-    times = [t for t, _, _ in rows if t >= after - 0.05]
-    return max(b - a for a, b in itertools.pairwise(times))
+    return longest_gap(t for t, _, _ in rows if t >= after - 0.05)
 
 
 def test_cutting_wwan0_moves_stream_to_wwan1(netkit: NetKit, start_agent, tmp_path: Path) -> None:
