@@ -30,6 +30,7 @@ from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.lab.lab import KitSpec, Lab
 from nomadkit.lab.net import CLOUD_ADDRESS
+from nomadkit.lab.played import lab_note, play_in_lab
 from nomadkit.lab.progress import Progress
 from nomadkit.preflight.checks import ALL_CHECKS, build_context, sign_report
 from nomadkit.preflight.report import Report, write
@@ -41,14 +42,14 @@ def state_dir(tour: Tour) -> Path:
     return paths.cache_root() / "up" / tour.name
 
 
-def lab_tour_file(tour: Tour, folder: Path) -> Path:
-    """The tour as lab kits play it: the same file with every kit's `hardware: lab`."""
+def lab_tour_file(tour: Tour, folder: Path, accel: str) -> Path:
+    """The tour as lab kits play it (see `nomadkit.lab.played`)."""
     data = tour.model_dump(mode="json", exclude_none=True)
     for kit in data["kits"]:
-        kit["hardware"] = "lab"
+        play_in_lab(kit, accel)
     path = folder / "tour.yaml"
-    path.write_text("# The tour as the lab's kits play it (written by `nomadkit up`; do not edit).\n"
-                    + yaml.safe_dump(data, sort_keys=False))
+    path.write_text("# The tour as the lab's kits play it (written by `nomadkit up`; do not edit):\n"
+                    f"# {lab_note(accel)}.\n" + yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -84,7 +85,7 @@ def bring_up(tour_file: Path, stop: str | None, report_dir: Path | None,
         tour, tour_file, progress))
     lab = Lab(progress)
     phases.run("lab", f"QEMU kits for {stop}", lambda: lab_up(lab, tour, kits))
-    played = lab_tour_file(tour, folder)
+    played = lab_tour_file(tour, folder, lab.state()["accel"])
     kit_endpoints = folder / "endpoints-kits.json"
     kit_endpoints.write_text(endpoints.seen_from(CLOUD_ADDRESS).model_dump_json(indent=2))
     results = phases.run("deploy", f"kit deploy of {', '.join(kits)}", lambda: deploy(

@@ -130,3 +130,19 @@ def test_tour_kits_keep_their_uplink_names_and_macs() -> None:
     assert [s.name for s in specs] == [k.name for k in tour.kits]
     for spec, kit in zip(specs, tour.kits, strict=True):
         assert spec.uplinks == tuple((u.name, u.mac) for u in kit.uplinks)
+
+
+@pytest.mark.parametrize("accel", ["tcg", "kvm"])
+def test_the_tour_as_lab_kits_play_it_is_a_valid_tour(accel: str) -> None:
+    from nomadkit.lab.played import TCG_FPS, TCG_RESOLUTION, play_in_lab
+    from nomadkit.tour import Tour
+
+    tour = load_tour(REPO / "tours" / "demo.yaml")
+    data = tour.model_dump(mode="json", exclude_none=True)
+    for kit in data["kits"]:
+        play_in_lab(kit, accel)
+    played = Tour.model_validate(data)
+    assert all(k.hardware == "lab" for k in played.kits)
+    streams = [s for k in played.kits for s in k.streams]
+    lighter = [s.resolution == TCG_RESOLUTION and s.fps == TCG_FPS for s in streams]
+    assert all(lighter) if accel == "tcg" else not any(lighter)

@@ -47,8 +47,8 @@ def _line_of(text: str, anchor: str) -> int:
 BAD_EDITS = [
     ("typo-key", "    venue: Casa do Fado Velho", "    venu: Casa do Fado Velho",
      "stops[0].venu", "did you mean 'venue'", None),
-    ("impossible-date", "date: 2026-06-11", "date: 2026-13-11", "stops[1].date", "date", None),
-    ("dates-out-of-order", "date: 2026-06-12", "date: 2026-06-01", "stops[2].date",
+    ("impossible-date", "date: 2027-06-11", "date: 2027-13-11", "stops[1].date", "date", None),
+    ("dates-out-of-order", "date: 2027-06-12", "date: 2027-06-01", "stops[2].date",
      "must not be before stops[1].date", None),
     ("unknown-kit", "kits: [kit-a, kit-b]\n    consent_url: https://nightshift.example/consent/graca",
      "kits: [kit-a, kit-c]\n    consent_url: https://nightshift.example/consent/graca",

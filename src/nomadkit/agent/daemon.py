@@ -31,7 +31,7 @@ from nomadkit.agent.web import serve
 log = logging.getLogger("nomadkit.agent")
 
 TICK_S = 0.05
-FACTS_S = 3.0  # how often battery, disk, clock and encoder units are read (each costs a process)
+FACTS_S = 10.0  # how often battery, disk, clock and encoder units are read (each costs a process)
 LOCK_NAME = "doors-open"
 ROLLBACK_NAME = "rollback"  # present: the operator forced the audio-only profile (`nomadkit rollback`)
 

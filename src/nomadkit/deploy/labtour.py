@@ -29,6 +29,7 @@ from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.lab.lab import Lab, free_port
 from nomadkit.lab.net import CLOUD_ADDRESS
+from nomadkit.lab.played import play_in_lab
 from nomadkit.roles import agent
 from nomadkit.secrets import store
 from nomadkit.tour import Tour, load_tour
@@ -88,7 +89,7 @@ class LabTour:
         for kit in data["kits"]:
             name = kit["name"] = renames[kit["name"]]
             state = lab.kit(name)
-            kit["hardware"] = "lab"
+            play_in_lab(kit, lab.state()["accel"])
             kit["management"] = {"address": "127.0.0.1", "port": state["ssh_port"], "user": "root"}
             for uplink in kit["uplinks"]:
                 uplink["mac"] = state["uplinks"][uplink["name"]]["mac"]

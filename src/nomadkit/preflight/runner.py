@@ -9,9 +9,11 @@ says what went wrong.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from nomadkit.endpoints import CloudEndpoints
@@ -92,8 +94,10 @@ def run_one(check: Check, ctx: Context, kit: Kit | None) -> CheckResult:
     except Unreachable as exc:
         evidence, verdict, hint = {}, "fail", str(exc)
     except Exception as exc:  # a check that breaks is a failed check, never a crashed preflight
-        evidence, verdict = {"error": f"{type(exc).__name__}: {exc}"}, "fail"
-        hint = "the check itself could not run — see the error; re-run with --debug for detail"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        evidence = {"error": f"{type(exc).__name__}: {exc}",
+                    "at": f"{Path(where.filename).name}:{where.lineno} ({where.name})"}
+        verdict, hint = "fail", "the check itself could not run — see the error and where it was raised"
     return CheckResult(check.id, check.title, kit.name if kit else None, verdict,
                        scrub(evidence, ctx.secrets), round(time.monotonic() - start, 2),
                        scrub(hint, ctx.secrets) if hint else None)
