@@ -69,7 +69,7 @@ class Agent:
     def _active_from_rules(self) -> str | None:
         tables = routing.active_tables()
         for uplink in self.config.uplinks:
-            if str(uplink.table) in tables or f"nk-{uplink.name}" in tables:
+            if uplink.table in tables:
                 return uplink.name
         return None
 
@@ -91,7 +91,7 @@ class Agent:
         """Point rule 1000 at `target`'s table; reconnect the encoder on the new path."""
         uplink = self.config.uplink(target)
         started = time.monotonic()
-        routing.point_to(uplink.table, f"nk-{uplink.name}")
+        routing.point_to(uplink.table)
         previous, self.active = self.active, target
         self.event("switch", to=target, frm=previous,
                    why=states.get(previous, "start") if previous else "start",
