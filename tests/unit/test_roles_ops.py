@@ -7,6 +7,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,17 @@ def test_put_all_puts_repairs_and_then_changes_nothing(tmp_path: Path) -> None:
 
     same.chmod(0o666)
     assert apply(files) == [True, False, False, False] and oct(same.stat().st_mode & 0o777) == "0o640"
+
+
+def test_account_fact_reads_one_user_and_says_when_it_is_missing() -> None:
+    from nomadkit.roles.ops import Account
+
+    fact = Account()
+    me = pwd.getpwuid(os.getuid()).pw_name
+    done = subprocess.run(["sh", "-c", fact.command(me)], capture_output=True, text=True)
+    found = fact.process(done.stdout.splitlines())
+    assert found and found["home"] == pwd.getpwnam(me).pw_dir
+    assert grp.getgrgid(os.getgid()).gr_name in found["groups"]
+    missing = subprocess.run(["sh", "-c", fact.command("nk-no-such-user")], capture_output=True,
+                             text=True)
+    assert missing.returncode == 0 and fact.process(missing.stdout.splitlines()) is None

@@ -11,7 +11,7 @@ from nomadkit.endpoints import CloudEndpoints
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, account, apply, changed, packages_present, put_all, service
 from nomadkit.tour import Kit, Tour
 
 PACKAGES = ("openssh-server", "sudo", "chrony", "procps", "curl", "ca-certificates")
@@ -69,14 +69,13 @@ def install() -> None:
     """Packages, the admin (no password: key only), the service user, nomadkit's folders."""
     _, kit, _ = kit_context(host.data)
     packages_present(name="base packages", packages=PACKAGES)
-    server.user(name=f"Admin user {kit.management.admin} (SSH key only, sudo)",
-                user=kit.management.admin, shell="/bin/bash", groups=["sudo"], home=admin_home(kit),
-                create_home=True)
+    account(name=f"Admin user {kit.management.admin} (SSH key only, sudo)",
+            user=kit.management.admin, shell="/bin/bash", groups=["sudo"], home=admin_home(kit))
     directory(name="Admin's .ssh", path=f"{admin_home(kit)}/.ssh", mode="700",
                     user=kit.management.admin, group=kit.management.admin)
-    server.user(name=f"Service user {SERVICE_USER} (encoder, agent; may capture video and audio)",
-                user=SERVICE_USER, system=True, shell="/usr/sbin/nologin", home="/var/lib/nomadkit",
-                groups=["video", "audio"])
+    account(name=f"Service user {SERVICE_USER} (encoder, agent; may capture video and audio)",
+            user=SERVICE_USER, system=True, shell="/usr/sbin/nologin", home="/var/lib/nomadkit",
+            groups=["video", "audio"], create_home=False)
     directory(name="/etc/nomadkit", path="/etc/nomadkit", mode="755")
     directory(name="/var/lib/nomadkit", path="/var/lib/nomadkit", mode="755",
                     user=SERVICE_USER, group=SERVICE_USER)
