@@ -54,16 +54,17 @@ def lab_tour_file(tour: Tour, folder: Path, accel: str) -> Path:
 
 
 class Phases:
-    """Prints each phase's start and end with its duration; keeps the durations."""
+    """Prints each phase's start and end with its duration; keeps durations and results."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.seconds: dict[str, float] = {}
+        self.results: dict[str, Any] = {}
 
     def run(self, name: str, what: str, action: Callable[[], Any]) -> Any:
         self.progress(f"== {name}: {what}")
         start = time.monotonic()
-        result = action()
+        result = self.results[name] = action()
         self.seconds[name] = round(time.monotonic() - start, 1)
         self.progress(f"== {name}: done in {self.seconds[name]:.0f} s")
         return result

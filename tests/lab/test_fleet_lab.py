@@ -3,7 +3,7 @@
 path; the next deploy repairs it; a rolling deploy whose canary cannot be reached halts before
 the other kit, which keeps its drift.
 
-The tour is the demo tour on the lab's kits with a stand-in cloud on loopback (tests/lab/conftest.py).
+The kits are the session's `nomadkit up` of the demo's first stop (tests/lab/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nomadkit.deploy.labtour import LabTour
 from nomadkit.lab.lab import free_port
+from nomadkit.lab.testing import LabTour
 
 pytestmark = [pytest.mark.lab, pytest.mark.extended]
 
@@ -61,14 +62,14 @@ def test_a_file_changed_by_hand_is_named_by_drift_and_repaired_by_deploy(converg
     assert (code, report["in_sync"]) == (0, True), report
 
 
-def test_rolling_deploy_halts_after_an_unreachable_canary(converged: LabTour) -> None:
+def test_rolling_deploy_halts_after_an_unreachable_canary(converged: LabTour, tmp_path: Path) -> None:
     """The second kit is drifted on purpose: still drifted afterwards proves nobody deployed it."""
     kits = converged
     canary, other = kits.names
     kits.on(other, f"echo '{BY_HAND}' >> {CHRONY}")
     connect = json.loads(kits.connect.read_text())
     connect[canary] |= {"ssh_port": free_port(), "ssh_connect_timeout": 5}
-    broken = kits.folder / "connect-canary-gone.json"
+    broken = tmp_path / "connect-canary-gone.json"
     broken.write_text(json.dumps(connect))
 
     code, report = nomadkit(kits, "deploy", "--rolling", "--batch", "1", "--connect", str(broken))

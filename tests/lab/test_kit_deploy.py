@@ -1,15 +1,16 @@
 """The kit deploy on booted lab kits: converges, stays converged, repairs drift, survives a kill
 and a reboot, and the kits do what the tour says (uplinks, firewall, SSH, cache, encoder, power).
 
-The tour is the demo tour with its two kits mapped onto the lab's VMs (`hardware: lab`). The
-cloud is stood in for on this machine's loopback, reached from the kits through their uplinks at
-the lab's cloud address: an HTTP server holding the preview assets (the CDN) and one SRT listener
-per stream (the relay). Change counts are pyinfra's own results (nomadkit.deploy.runner).
-Figures (first apply, no-change re-run, 1 vs 2 kits) are printed, not asserted.
+The kits are the session's `nomadkit up` of the demo's first stop (tests/lab/conftest.py): the
+tour as the lab plays it, deployed against the real local cloud, which the kits reach through
+their uplinks at the lab's cloud address. Change counts are pyinfra's own results
+(nomadkit.deploy.runner). Figures (first apply, no-change re-run, 1 vs 2 kits) are printed, not
+asserted.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,17 +19,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nomadkit import ROOT
+from nomadkit.cloud import local
 from nomadkit.deploy import write_tree
-from nomadkit.deploy.labtour import ASSETS, LabTour, StandinCloud
 from nomadkit.deploy.runner import KitResult
 from nomadkit.lab.lab import free_port
+from nomadkit.lab.testing import LabTour
 from nomadkit.paths import cache_root
 from nomadkit.roles import encoder, power
 
@@ -49,20 +51,19 @@ def figures() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def first(kits: LabTour) -> dict[str, KitResult]:
-    """The first deploy of both kits together, from the lab's fresh kits."""
-    t0 = time.monotonic()
-    results = kits.deploy()
-    FIGURES["first apply, 2 kits together (wall s)"] = round(time.monotonic() - t0, 1)
-    for name, r in results.items():
+def first(tour_up: dict) -> dict[str, KitResult]:
+    """The first deploy of both kits together: `nomadkit up`'s, from the lab's fresh kits."""
+    FIGURES["first apply, 2 kits together (wall s)"] = tour_up["deploy_s"]
+    for name, r in tour_up["deploy"].items():
         FIGURES[f"first apply {name} (s)"] = round(r.seconds, 1)
-    return results
+    return tour_up["deploy"]
 
 
 def test_first_deploy_of_two_kits_succeeds(first: dict[str, KitResult]) -> None:
+    assert len(first) == 2
     for name, result in first.items():
         assert (result.status, result.error) == ("ok", ""), name
-        assert result.changed > 20, f"{name}: a fresh kit should need many changes"
+        assert result.operations > 50, name
 
 
 def test_second_run_reports_zero_changes(kits: LabTour, first: dict[str, KitResult]) -> None:
@@ -136,51 +137,58 @@ def test_cache_serves_primed_assets_that_match_the_manifest(kits: LabTour, first
     second_get = kits.on(kit.name, "curl -fsS -o /tmp/style -D - http://127.0.0.1/preview/style.css")
     assert "X-Nomadkit-Cache: MISS" in first_get or "X-Nomadkit-Cache: HIT" in first_get
     assert "X-Nomadkit-Cache: HIT" in second_get
-    want = hashlib.sha256((ASSETS / "preview/style.css").read_bytes()).hexdigest()
+    assert kits.tour.assets_dir
+    want = hashlib.sha256((Path(kits.tour.assets_dir) / "preview/style.css").read_bytes()).hexdigest()
     assert kits.on(kit.name, "sha256sum /tmp/style").split()[0] == want
 
 
-def wait_for_segments(kits: LabTour, kit: str, folder: str, count: int, timeout: float = 240) -> list[str]:
+def wait_for_segments(kits: LabTour, kit: str, folder: str, count: int, timeout: float = 300) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
         listed = kits.lab.ssh(kit, f"cat {folder}/segments.csv 2>/dev/null").stdout.split()
         if len(listed) >= count or time.monotonic() > deadline:
             return [line.split(",")[0] for line in listed]
-        time.sleep(3)
+        time.sleep(5)
+
+
+def probe(path: str, *args: str, on: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """ffprobe's JSON about a media file, here or (with `on`) on a kit."""
+    argv = ["ffprobe", "-v", "error", *args, "-of", "json", path]
+    if on:
+        return json.loads(on(" ".join(argv)))
+    return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
 
 @pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_the_relay(
-        kits: LabTour, first: Any, cloud: StandinCloud) -> None:
+        kits: LabTour, first: Any) -> None:
+    relay = local.LocalCloud.for_tour(kits.tour).state / "relay" / "hls" / "live"
     for kit in kits.tour.kits:
         stream = kit.streams[0]
         folder = f"{kit.recordings_dir}/{stream.name}"
         live = encoder.unit("live", stream.name)
         assert kits.on(kit.name, f"systemctl is-active {live}").strip() == "active"
-        segments = wait_for_segments(kits, kit.name, folder, 3)
-        assert len(segments) >= 3, f"{kit.name}: only {segments} after 4 minutes"
-        segment = f"{folder}/{segments[1]}"
-        info = json.loads(kits.on(kit.name, f"ffprobe -v error -show_streams -of json {segment}"))
-        video = next(s for s in info["streams"] if s["codec_type"] == "video")
+        segments = wait_for_segments(kits, kit.name, folder, 2)
+        assert len(segments) >= 2, f"{kit.name}: only {segments} finished recording segments"
+        segment = f"{folder}/{segments[-1]}"
+        on_kit = functools.partial(kits.on, kit.name)
+        video = next(s for s in probe(segment, "-show_streams", on=on_kit)["streams"]
+                     if s["codec_type"] == "video")
         width, height = (int(n) for n in stream.resolution.split("x"))
         assert (video["codec_name"], video["width"], video["height"]) == ("h264", width, height)
-        packets = json.loads(kits.on(kit.name, f"ffprobe -v error -select_streams v:0 -show_entries "
-                                               f"packet=size,pts_time -of json {segment}"))["packets"]
+        packets = probe(segment, "-select_streams", "v:0", "-show_entries", "packet=size,pts_time",
+                        on=on_kit)["packets"]
         times = sorted(float(p["pts_time"]) for p in packets)
         kbps = sum(int(p["size"]) for p in packets) * 8 / (times[-1] - times[0]) / 1000
         progress = kits.on(kit.name, f"tail -n 12 /run/nomadkit-encoder/{stream.name}/progress")
         speed = re.findall(r"speed=\s*([\d.]+)x", progress)
-        FIGURES[f"encoder {kit.name} {stream.resolution}@{stream.fps} speed (x real time, TCG)"] = (
+        FIGURES[f"encoder {kit.name} {stream.resolution}@{stream.fps} speed (x real time)"] = (
             float(speed[-1]) if speed else None)
         FIGURES[f"encoder {kit.name} video kbps (configured {stream.bitrates_kbps[0]})"] = round(kbps)
         assert 0.7 * stream.bitrates_kbps[0] < kbps < 1.3 * stream.bitrates_kbps[0]
-        _, capture = cloud.relay[stream.name]
-        received = capture.stat().st_size
-        assert received > 100_000, f"the relay got {received} bytes of {stream.name}"
-        sent = json.loads(subprocess.run(
-            ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(capture)],
-            capture_output=True, text=True, check=True).stdout)
-        assert "video" in {s["codec_type"] for s in sent["streams"]}
+        at_relay = sorted((relay / stream.name).glob("seg*.ts"))
+        assert at_relay, f"nothing of {stream.name} reached the relay ({relay / stream.name})"
+        assert "video" in {s["codec_type"] for s in probe(str(at_relay[-1]), "-show_streams")["streams"]}
 
 
 @pytest.mark.extended  # not yet run on the lab (see the session note)
@@ -241,11 +249,12 @@ def test_pyinfra_used_directly_runs_the_same_deploy(kits: LabTour, first: Any) -
 
 
 @pytest.mark.extended
-def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: LabTour, first: Any) -> None:
+def test_an_unreachable_kit_is_named_and_the_others_still_deploy(kits: LabTour, first: Any,
+                                                                 tmp_path: Path) -> None:
     connect = json.loads(kits.connect.read_text())
     ghost = kits.names[0]
     connect[ghost] |= {"ssh_port": free_port(), "ssh_connect_timeout": 5}
-    broken = kits.folder / "connect-ghost.json"
+    broken = tmp_path / "connect-ghost.json"
     broken.write_text(json.dumps(connect))
     results = kits.deploy(connect_file=broken)
     assert results[ghost].status == "unreachable"

@@ -1,4 +1,5 @@
-"""pytest fixtures for suites that need booted lab kits (lab, kit deploy, agent, preflight).
+"""For suites that need booted lab kits (lab, kit deploy, agent, preflight): the `lab` fixture
+and `LabTour`, a tour brought up on the lab as a user's deploy sees it.
 
 Use in a conftest: `from nomadkit.lab.testing import lab  # noqa: F401`. One lab per test
 session with the demo tour's kits (kit-a, kit-b, with the tour's uplink MACs), resumed from
@@ -10,13 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nomadkit import ROOT
+from nomadkit.deploy.runner import KitResult, deploy
+from nomadkit.endpoints import CloudEndpoints
+from nomadkit.errors import UserError
 from nomadkit.lab import net
 from nomadkit.lab.lab import Lab, alive, kits_from_tour
-from nomadkit.tour import load_tour
+from nomadkit.tour import Tour, load_tour
 
 DEMO = ROOT / "tours" / "demo.yaml"
 
@@ -39,3 +47,52 @@ def lab() -> Iterator[Lab]:
     assert not net.netns_exists(), "lab down left the lab namespace behind"
     assert not lab.dir.exists(), f"lab down left {lab.dir} behind"
     assert not any(alive(pid) for pid in pids), "a kit VM is still running"
+
+
+@dataclass
+class LabTour:
+    """A tour `nomadkit up` brought up on the lab, as files a user's deploy reads (the tour as the
+    lab plays it, the lab's SSH overrides, the endpoints as the kits see them), plus a deploy and
+    commands on its kits."""
+
+    lab: Lab
+    tour_file: Path
+    connect: Path
+    endpoints_file: Path
+
+    @classmethod
+    def of_up(cls, lab: Lab, tour: Tour) -> LabTour:
+        from nomadkit.up import state_dir
+
+        folder = state_dir(tour)
+        return cls(lab, folder / "tour.yaml", lab.connect_file, folder / "endpoints-kits.json")
+
+    @cached_property
+    def tour(self) -> Tour:
+        return load_tour(self.tour_file)
+
+    @cached_property
+    def endpoints(self) -> CloudEndpoints:
+        return CloudEndpoints.read(self.endpoints_file)
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.tour.kits]
+
+    def deploy(self, **kwargs: Any) -> dict[str, KitResult]:
+        """`nomadkit deploy` of this tour (kwargs: kit, stop, dry, connect_file, …)."""
+        kwargs.setdefault("connect_file", self.connect)
+        results = deploy(self.tour_file, endpoints_file=self.endpoints_file, **kwargs)
+        return {r.kit: r for r in results}
+
+    def env(self) -> dict[str, str]:
+        """How `pyinfra inventories/tour.py deploys/kit.py` is pointed at this tour."""
+        return {**os.environ, "NOMADKIT_TOUR": str(self.tour_file), "NOMADKIT_CONNECT": str(self.connect),
+                "NOMADKIT_ENDPOINTS": str(self.endpoints_file), "PYTHONUNBUFFERED": "1"}
+
+    def on(self, kit: str, command: str, timeout: float = 120) -> str:
+        """Run a command on a kit as root; its output (an error names the kit and command)."""
+        done = self.lab.ssh(kit, command, timeout=timeout)
+        if done.returncode:
+            raise UserError(f"{kit}: `{command}` failed (exit {done.returncode}): {done.stderr.strip()}")
+        return done.stdout
