@@ -54,6 +54,7 @@ class Agent:
         self.rates: dict[str, dict[str, float]] = {}
         self._counters: dict[str, tuple[float, int, int]] = {}
         self.stopping = threading.Event()
+        self.ready = threading.Event()  # every worker started: what the preflight waits for
         self.run_dir = Path(config.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = Path(config.state_dir)
@@ -171,6 +172,7 @@ class Agent:
         lock = self.run_dir / LOCK_NAME
         return {
             "kit": self.config.kit, "tour": self.config.tour, "at": time.time(),
+            "ready": self.ready.is_set(),
             "active": self.active, "uplinks": uplinks,
             "encoder": {"profile": self.encoder.profile, "units": self.facts.get("units", {})},
             "uploads": self.uploader.status() if self.uploader else {"disabled": "no recordings bucket"},
@@ -249,6 +251,11 @@ class Agent:
             self.stopping.wait(FACTS_S)
 
     def run_uploads(self) -> None:
+        """Make the S3 client first (importing boto3 is the slowest part of a start: ~40 s on a
+        TCG kit), then say the agent is ready; upload whenever the path allows."""
+        if self.uploader:
+            self.uploader.client  # noqa: B018  (made now, not during the first upload)
+        self.ready.set()
         while not self.stopping.wait(5.0):
             if self.uploader and self.uploads_allowed():
                 try:

@@ -39,8 +39,9 @@ def agent_status(ctx: Context, kit: Kit) -> dict:
         except (ValueError, KeyError, TypeError):
             why = f"the agent has written no status ({STATUS_FILE})"
         else:
-            why = f"the agent's status is {age:.0f} s old"
-            if age <= STATUS_FRESH_S:
+            why = (f"the agent's status is {age:.0f} s old" if age > STATUS_FRESH_S else
+                   "the agent has not finished starting")
+            if age <= STATUS_FRESH_S and status.get("ready", True):
                 return status
         if time.monotonic() > deadline:
             raise Failed(f"{why} — `systemctl status nomadkit-agent` and "
