@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_kit_deploy [--kits 1] [--reruns 1] [--json]
 
 Each case starts from fresh lab kits (`nomadkit lab up`, resumed from golden snapshots) with the
-demo tour mapped onto them and a stand-in CDN and relay on loopback (nomadkit.deploy.labtour):
+demo tour mapped onto them and a stand-in CDN and relay on loopback (bench/standin.py):
 a first apply, then no-change re-runs (which must change nothing). `run()` (what `python -m
 bench` calls) then deploys the same kit again from a fresh snapshot with bench/ansible/kit.yml
 through ansible-runner: the same files (rendered by the roles, with the modes and owners the
@@ -30,11 +30,12 @@ from typing import Any
 import yaml
 
 from bench.report import Result, Spread, Table, described, ratio
-from nomadkit.deploy.labtour import DEMO, LabTour, standin_cloud
+from bench.standin import DEMO, standin_cloud, standin_tour
 from nomadkit.fleet.ansible import run_playbook
 from nomadkit.fleet.hosts import load_fleet
 from nomadkit.lab.lab import Lab, kits_from_count
 from nomadkit.lab.progress import Progress
+from nomadkit.lab.testing import LabTour
 from nomadkit.lab.vm import detect_accel
 from nomadkit.roles import agent, base, cache, kit_files, packages, power
 from nomadkit.secrets import resolve
@@ -53,7 +54,7 @@ def lab_tour(kits: int, folder: Path, progress: Progress) -> Iterator[LabTour]:
     try:
         streams = [s.name for k in load_tour(DEMO).kits for s in k.streams]
         with standin_cloud(folder, streams) as cloud:
-            yield LabTour(lab, folder, cloud)
+            yield standin_tour(lab, folder, cloud)
     finally:
         lab.down(quiet=True)
 
