@@ -4,7 +4,8 @@ Phases, each with its own progress lines and timing:
   1. cloud     the local cloud (moto, relay, webhook, CDN edge) from the captured Pulumi plan
   2. lab       one QEMU kit per kit of the stop, uplinks through the lab's own network
   3. deploy    the kit deploy (pyinfra) of the tour as played by lab kits
-  4. preflight every check for the stop, ending in the signed GO / NO-GO report
+  4. settle    the kits' agents (restarted by the deploy) report ready
+  5. preflight every check for the stop, ending in the signed GO / NO-GO report
 
 The lab kits run the same tour with `hardware: lab` (test sources instead of a capture card, a
 dummy UPS, ethernet instead of modems); that tour, the SSH overrides and the endpoints as the kits
@@ -33,8 +34,10 @@ from nomadkit.lab.net import CLOUD_ADDRESS
 from nomadkit.lab.played import lab_note, play_in_lab
 from nomadkit.lab.progress import Progress
 from nomadkit.preflight.checks import ALL_CHECKS, build_context, sign_report
+from nomadkit.preflight.network_checks import AGENT_SETTLE_S, agent_status
 from nomadkit.preflight.report import Report, write
-from nomadkit.preflight.runner import run_all
+from nomadkit.preflight.runner import Context, Failed, run_all
+from nomadkit.remote import Unreachable
 from nomadkit.tour import Tour, load_tour
 
 
@@ -98,6 +101,7 @@ def bring_up(tour_file: Path, stop: str | None, report_dir: Path | None,
     lab_tour = load_tour(played)
     report = Report(lab_tour.name, stop)
     ctx = build_context(lab_tour, stop)
+    phases.run("settle", "the kits' agents ready after the deploy", lambda: settle(ctx, progress))
     phases.run("preflight", f"{len(ALL_CHECKS)} checks on {stop}", lambda: run_all(
         ALL_CHECKS, ctx, report, progress=lambda r: progress(
             f"preflight {r.verdict.upper():<4} {r.id} {r.kit or 'cloud'} ({r.duration_s:.1f} s)"
@@ -107,6 +111,18 @@ def bring_up(tour_file: Path, stop: str | None, report_dir: Path | None,
     (folder / "up.json").write_text(json.dumps({"stop": stop, "phases": phases.seconds,
                                                 "tour_file": str(played)}, indent=2))
     return report, files, phases
+
+
+def settle(ctx: Context, progress: Progress) -> None:
+    """Wait for every kit's agent to be ready: a deploy restarts them, and a check that met a
+    starting agent would fail for a reason the night will not have. A kit that never settles is
+    left to its checks, which say why."""
+    for kit in ctx.kits:
+        try:
+            status = agent_status(ctx, kit, wait_s=AGENT_SETTLE_S)
+            progress(f"{kit.name}: agent ready, traffic on {status.get('active') or 'no uplink'}")
+        except (Failed, Unreachable) as why:
+            progress(f"{kit.name}: agent not ready ({why}); the preflight goes on")
 
 
 def cloud_up(tour: Tour, tour_file: Path, progress: Progress) -> CloudEndpoints:

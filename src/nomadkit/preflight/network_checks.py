@@ -23,13 +23,14 @@ MOVE_GOAL_S = 2.0  # the agent's goal: traffic on another uplink within 2 s of a
 
 STATUS_FRESH_S = 10.0
 AGENT_START_S = 90.0  # a just-(re)started agent on a slow kit reports within this
+AGENT_SETTLE_S = 300.0  # after a deploy restarted the agents: a TCG kit needs ~2 min (boto3)
 
 
-def agent_status(ctx: Context, kit: Kit) -> dict:
+def agent_status(ctx: Context, kit: Kit, wait_s: float = AGENT_START_S) -> dict:
     """The agent's own view, as it wrote it last (cheaper for a busy kit than asking it).
 
-    Waits (bounded) for an agent that is starting, as it is right after a deploy."""
-    deadline = time.monotonic() + AGENT_START_S
+    Waits (at most `wait_s`) for an agent that is starting, as it is right after a deploy."""
+    deadline = time.monotonic() + wait_s
     while True:
         text = ctx.remotes[kit.name].output(f"cat {STATUS_FILE} 2>/dev/null; echo; date +%s.%N")
         body, _, now = text.strip().rpartition("\n")
