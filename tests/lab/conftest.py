@@ -58,3 +58,21 @@ def tour_up(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 def kits(tour_up: dict) -> LabTour:
     """The demo tour as the lab's kits play it, deployed by `nomadkit up`."""
     return tour_up["kits"]
+
+
+# The order the suites run in on the one shared lab: the preflight's verdict and the deploy's
+# zero-change re-run while the kits are as the first deploy left them; what cuts links, power
+# and files on them after.
+ORDER = ("test_image", "test_up", "test_kit_deploy", "test_agent_lab", "test_fleet_lab", "test_lab")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Reorder the lab's tests among themselves, in the slots they hold in the session."""
+    here = Path(__file__).parent
+    slots = [i for i, item in enumerate(items) if item.path.parent == here]
+
+    def rank(item: pytest.Item) -> int:
+        return ORDER.index(item.path.stem) if item.path.stem in ORDER else len(ORDER)
+
+    for slot, item in zip(slots, sorted((items[i] for i in slots), key=rank), strict=True):
+        items[slot] = item

@@ -21,9 +21,7 @@ from nomadkit.preflight.runner import run_one
 from nomadkit.secrets import resolve, store
 from nomadkit.tour import Tour
 
-# Extended: on TCG lab kits (1 emulated vCPU each, encoder running) the drills and the agent are
-# too slow for a reliable GO yet (see the session note); `make test-extended` runs it.
-pytestmark = [pytest.mark.lab, pytest.mark.extended]
+pytestmark = pytest.mark.lab
 
 STOP = "alfama"
 
