@@ -35,8 +35,8 @@ from nomadkit.agent.uploads import PART_SIZE
 from nomadkit.cloud import local
 from nomadkit.errors import UserError
 from nomadkit.lab.lab import Lab
+from nomadkit.lab.testing import kept_figures
 from nomadkit.netkit import longest_gap
-from nomadkit.paths import cache_root
 from nomadkit.preflight.checks import build_context
 from nomadkit.preflight.network_checks import DRILL_TIMEOUT_S, MOVE_GOAL_S, agent_status, cut
 from nomadkit.preflight.runner import Context, Failed
@@ -76,13 +76,8 @@ FIGURES: dict[str, Any] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def figures() -> Iterator[dict[str, Any]]:
-    """What this module measured, printed and kept for bench/ (figures are not asserted)."""
-    yield FIGURES
-    if FIGURES:
-        out = cache_root() / "bench" / "agent-lab.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(FIGURES, indent=2))
-        print(f"\nagent acceptance figures (lab, {out}):\n" + json.dumps(FIGURES, indent=2))
+    with kept_figures("agent-lab", "agent acceptance figures", FIGURES) as kept:
+        yield kept
 
 
 @pytest.fixture(scope="module")

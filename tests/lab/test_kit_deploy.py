@@ -30,8 +30,7 @@ from nomadkit.cloud import local
 from nomadkit.deploy import write_tree
 from nomadkit.deploy.runner import KitResult
 from nomadkit.lab.lab import free_port
-from nomadkit.lab.testing import LabTour
-from nomadkit.paths import cache_root
+from nomadkit.lab.testing import LabTour, kept_figures
 from nomadkit.roles import encoder, power
 
 pytestmark = pytest.mark.lab
@@ -41,13 +40,8 @@ FIGURES: dict[str, Any] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def figures() -> Iterator[dict[str, Any]]:
-    """The figures this module measures, printed and kept in the cache for bench/ (not asserted)."""
-    yield FIGURES
-    if FIGURES:
-        out = cache_root() / "bench" / "kit-deploy.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(FIGURES, indent=2))
-        print(f"\nkit deploy figures (lab, {out}):\n" + json.dumps(FIGURES, indent=2))
+    with kept_figures("kit-deploy", "kit deploy figures", FIGURES) as kept:
+        yield kept
 
 
 @pytest.fixture(scope="module")

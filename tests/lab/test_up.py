@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -86,33 +88,34 @@ def test_cache_manifest_mismatch_is_no_go(tour_up: dict, lab: Lab) -> None:
         lab.ssh("kit-a", f"echo {original} | base64 -d > {target}")
 
 
-def test_recording_disk_nearly_full_is_no_go(tour_up: dict, lab: Lab) -> None:
-    played = tour_up["played"]
-    folder = played.kit("kit-a").recordings_dir
-    free = int(lab.ssh("kit-a", f"df -B1 --output=avail {folder} | tail -1").stdout)
-    lab.ssh("kit-a", f"fallocate -l {max(free - 50_000_000, 1)} {folder}/ballast")
+@contextmanager
+def broken(lab: Lab, how: str, repair: Callable[[], str]) -> Iterator[None]:
+    """kit-a broken by a shell command for the length of a scenario, then repaired."""
+    lab.ssh("kit-a", how)
     try:
-        _fails_with_hint(_check(played, "disk.recordings"), "recordings need")
+        yield
     finally:
-        lab.ssh("kit-a", f"rm -f {folder}/ballast")
+        lab.ssh("kit-a", repair())
+
+
+def test_recording_disk_nearly_full_is_no_go(tour_up: dict, lab: Lab) -> None:
+    folder = tour_up["played"].kit("kit-a").recordings_dir
+    free = int(lab.ssh("kit-a", f"df -B1 --output=avail {folder} | tail -1").stdout)
+    with broken(lab, f"fallocate -l {max(free - 50_000_000, 1)} {folder}/ballast",
+                lambda: f"rm -f {folder}/ballast"):
+        _fails_with_hint(_check(tour_up["played"], "disk.recordings"), "recordings need")
 
 
 def test_clock_skew_is_no_go(tour_up: dict, lab: Lab) -> None:
-    played = tour_up["played"]
-    lab.ssh("kit-a", "systemctl stop chrony; date -s '+10 min'")
-    try:
-        _fails_with_hint(_check(played, "clock.sync"), "clock is")
-    finally:
-        lab.ssh("kit-a", f"date -s @{time.time():.0f}; systemctl start chrony")
+    with broken(lab, "systemctl stop chrony; date -s '+10 min'",
+                lambda: f"date -s @{time.time():.0f}; systemctl start chrony"):
+        _fails_with_hint(_check(tour_up["played"], "clock.sync"), "clock is")
 
 
 def test_encoder_missing_is_no_go(tour_up: dict, lab: Lab) -> None:
-    played = tour_up["played"]
-    lab.ssh("kit-a", "systemctl stop nomadkit-agent nomadkit-encoder@stage")
-    try:
-        _fails_with_hint(_check(played, "encoder.warm"), "capture device")
-    finally:
-        lab.ssh("kit-a", "systemctl start nomadkit-agent")
+    with broken(lab, "systemctl stop nomadkit-agent nomadkit-encoder@stage",
+                lambda: "systemctl start nomadkit-agent"):
+        _fails_with_hint(_check(tour_up["played"], "encoder.warm"), "capture device")
 
 
 def test_unreachable_relay_is_no_go(tour_up: dict) -> None:

@@ -9,8 +9,10 @@ golden snapshots after the first build; a lab that is already up (a developer's
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +26,7 @@ from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.lab import net
 from nomadkit.lab.lab import Lab, alive, kits_from_tour
+from nomadkit.paths import cache_root
 from nomadkit.tour import Tour, load_tour
 
 DEMO = ROOT / "tours" / "demo.yaml"
@@ -47,6 +50,18 @@ def lab() -> Iterator[Lab]:
     assert not net.netns_exists(), "lab down left the lab namespace behind"
     assert not lab.dir.exists(), f"lab down left {lab.dir} behind"
     assert not any(alive(pid) for pid in pids), "a kit VM is still running"
+
+
+@contextmanager
+def kept_figures(name: str, what: str, figures: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """`figures`, which a lab suite fills with what it measured, printed and kept for bench/ as
+    `~/.cache/nomadkit/bench/<name>.json` when the suite ends (figures are never asserted)."""
+    yield figures
+    if figures:
+        out = cache_root() / "bench" / f"{name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2))
+        print(f"\n{what} (lab, {out}):\n" + json.dumps(figures, indent=2))
 
 
 @dataclass
