@@ -62,8 +62,10 @@ def kits(tour_up: dict) -> LabTour:
 
 # The order the suites run in on the one shared lab: the preflight's verdict and the deploy's
 # zero-change re-run while the kits are as the first deploy left them; what cuts links, power
-# and files on them after.
-ORDER = ("test_image", "test_up", "test_kit_deploy", "test_agent_lab", "test_fleet_lab", "test_lab")
+# and files on them, redeploys them in pull mode or runs venue playbooks on them after (each puts
+# the kits back as deployed when it ends).
+ORDER = ("test_image", "test_up", "test_kit_deploy", "test_agent_lab", "test_fleet_lab",
+         "test_fleet_pull", "test_fleet_ansible", "test_lab")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

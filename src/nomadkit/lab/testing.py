@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +106,15 @@ class LabTour:
         """How `pyinfra inventories/tour.py deploys/kit.py` is pointed at this tour."""
         return {**os.environ, "NOMADKIT_TOUR": str(self.tour_file), "NOMADKIT_CONNECT": str(self.connect),
                 "NOMADKIT_ENDPOINTS": str(self.endpoints_file), "PYTHONUNBUFFERED": "1"}
+
+    def nomadkit(self, *argv: str, timeout: float = 1200) -> tuple[int, dict[str, Any], str]:
+        """`nomadkit ARGV --json` in its own process, pointed at this tour as `env()` says: run as a
+        user runs it, sharing no state with the test. Its exit code, its JSON and its stderr (where
+        the progress lines go)."""
+        done = subprocess.run([sys.executable, "-m", "nomadkit.cli", *argv, "--json"],
+                              capture_output=True, text=True, timeout=timeout, env=self.env())
+        assert done.stdout.strip(), done.stderr[-3000:]
+        return done.returncode, json.loads(done.stdout), done.stderr
 
     def on(self, kit: str, command: str, timeout: float = 120) -> str:
         """Run a command on a kit as root; its output (an error names the kit and command)."""
