@@ -69,8 +69,8 @@ def kept_figures(name: str, what: str, figures: dict[str, Any]) -> Iterator[dict
 @dataclass
 class LabTour:
     """A tour `nomadkit up` brought up on the lab, as files a user's deploy reads (the tour as the
-    lab plays it, the lab's SSH overrides, the endpoints as the kits see them), plus a deploy and
-    commands on its kits."""
+    lab plays it, the lab's SSH overrides, the endpoints as the kits see them), plus a deploy,
+    `nomadkit` commands in their own process, and commands on its kits."""
 
     lab: Lab
     tour_file: Path
