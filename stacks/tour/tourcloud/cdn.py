@@ -27,6 +27,7 @@ RELAY_ORIGIN = "live-relay"
 SLATE_ORIGIN = "fallback-slate"
 ASSETS_ORIGIN = "assets"
 LIVE_GROUP = "live-or-slate"
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # AWS's managed CachingDisabled policy
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class TourCdn(pulumi.ComponentResource):
             ordered_cache_behaviors=[
                 {"path_pattern": "*.m3u8", **self._behavior(LIVE_GROUP, playlists.id)},
                 {"path_pattern": "/preview/*", **self._behavior(ASSETS_ORIGIN, segments.id)},
+                # pull-mode deploy bundles: `latest` changes with every publish, never cached
+                {"path_pattern": "/bundles/*", **self._behavior(ASSETS_ORIGIN, CACHING_DISABLED)},
             ],
             restrictions={"geo_restriction": {"restriction_type": "none"}},
             viewer_certificate={"cloudfront_default_certificate": True},
@@ -148,15 +151,16 @@ class TourCdn(pulumi.ComponentResource):
         }
 
     def _allow_cloudfront_reads(self, args: TourCdnArgs, child: pulumi.ResourceOptions) -> None:
-        """Bucket policy: only this distribution, only the slate and preview prefixes."""
+        """Bucket policy: only this distribution, only the slate, preview and bundle prefixes."""
         policy = aws.iam.get_policy_document_output(statements=[{
-            "sid": "CloudFrontReadsSlateAndPreviews",
+            "sid": "CloudFrontReadsSlatePreviewsAndBundles",
             "effect": "Allow",
             "principals": [{"type": "Service", "identifiers": ["cloudfront.amazonaws.com"]}],
             "actions": ["s3:GetObject"],
             "resources": [
                 pulumi.Output.concat(args.assets.arn, f"/{SLATE_PREFIX}/*"),
                 pulumi.Output.concat(args.assets.arn, "/preview/*"),
+                pulumi.Output.concat(args.assets.arn, "/bundles/*"),
             ],
             "conditions": [{
                 "test": "StringEquals",
