@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+
+import pytest
 
 from nomadkit import ROOT
+from nomadkit.preflight.checks import ALL_CHECKS
 from nomadkit.preflight.report import Report, write
-from nomadkit.preflight.runner import Check, Context, Failed, Skipped, Warned, run_all
+from nomadkit.preflight.runner import Check, Context, Failed, Skipped, Warned, run_all, run_one
 from nomadkit.tour import load_tour
 
 TOUR = load_tour(ROOT / "tours" / "demo.yaml")
@@ -122,3 +126,34 @@ def test_preflight_lists_its_checks_and_refuses_unknown_stops() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no stop named 'porto'" in done.stderr
     assert "alfama" in done.stderr and "Traceback" not in done.stderr
+
+
+class ClockKit:
+    """A kit's shell as clock.sync sees it: its clock `offset_s` from this machine's, and what
+    `chronyc -c tracking` answers (chrony stopped: an error line)."""
+
+    def __init__(self, offset_s: float, tracking: str) -> None:
+        self.offset_s, self.tracking = offset_s, tracking
+
+    def output(self, command: str, **_: object) -> str:
+        return f"{time.time() + self.offset_s:.6f}\n{self.tracking}"
+
+
+SYNCED = "A1B2C3D4,198.18.0.1,3,1764320000.1,-0.000012,0.0,0.0,1.0,0.0,0.0,0.1,0.001,0.002,Normal"
+
+
+@pytest.mark.parametrize(("offset_s", "tracking", "verdict", "words"), [
+    (0.0, SYNCED, "pass", None),
+    (600.0, "506 Cannot talk to daemon", "fail", "clock is +600"),
+    (0.0, "506 Cannot talk to daemon", "warn", "chrony is not running"),
+    (0.0, SYNCED.replace("Normal", "Not synchronised"), "warn", "not synchronised"),
+])
+def test_clock_check_reads_the_kits_clock_even_when_chrony_is_stopped(
+        offset_s: float, tracking: str, verdict: str, words: str | None) -> None:
+
+    tour = TOUR
+    ctx = Context(tour, tour.stops[0], None, {"kit-a": ClockKit(offset_s, tracking)})  # type: ignore[dict-item]
+    check = next(c for c in ALL_CHECKS if c.id == "clock.sync")
+    result = run_one(check, ctx, tour.kit("kit-a"))
+    assert result.verdict == verdict, result
+    assert words is None or (result.hint and words in result.hint), result.hint
