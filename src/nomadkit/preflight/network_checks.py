@@ -150,10 +150,13 @@ def _drill(ctx: Context, kit: Kit, cut_these: list[str], expect: set[str]) -> Ev
 def failover_drill(ctx: Context, kit: Kit | None) -> Evidence:
     """Cut the active uplink: the agent moves the traffic to the next one."""
     assert kit
-    active = agent_status(ctx, kit).get("active")
+    status = agent_status(ctx, kit)
+    active = status.get("active")
+    states = {name: u.get("state") for name, u in status.get("uplinks", {}).items()}
+    if not active or all(state == "dead" for state in states.values()):
+        raise Failed("the agent has no working uplink — every uplink is down; check the modems' "
+                     "SIMs and APNs and that the satellite terminal is on", uplinks=states)
     others = {u.name for u in kit.uplinks if u.name != active}
-    if not active:
-        raise Failed("the agent has no active uplink — every uplink is down; check the modems")
     return _drill(ctx, kit, [active], others)
 
 
