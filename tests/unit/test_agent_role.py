@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from nomadkit import ROOT
+from nomadkit.agent import system
 from nomadkit.agent.config import parse
 from nomadkit.endpoints import CloudEndpoints
 from nomadkit.roles import agent
@@ -46,3 +48,15 @@ def test_doors_open_lock_is_ignored_once_expired() -> None:
 
 def test_status_line_names_an_unreachable_kit() -> None:
     assert "UNREACHABLE" in line({"kit": "kit-a", "error": "SSH timed out"})
+
+
+def test_the_heartbeat_carries_pull_mode_only_on_kits_that_pull(tmp_path: Path) -> None:
+    tour = load_tour(ROOT / "tours" / "demo.yaml")
+    assert agent.agent_config(tour, tour.kits[0], None)["pull_status"] is None
+    assert system.pull(None) is None
+    status = tmp_path / "status.json"
+    assert system.pull(str(status)) == {"state": "never-run"}
+    status.write_text(json.dumps({"state": "refused", "reason": "tampered"}))
+    assert system.pull(str(status))["reason"] == "tampered"
+    status.write_text("{half")
+    assert system.pull(str(status))["state"] == "unreadable"

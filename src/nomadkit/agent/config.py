@@ -81,6 +81,7 @@ class AgentConfig:
     s3: S3Conf | None = None
     cloud_url: str | None = None
     ticket_public_keys: tuple[str, ...] = ()
+    pull_status: str | None = None  # pull mode's outcome file, carried in the heartbeat
     systemctl: tuple[str, ...] = ("systemctl",)
 
     def uplink(self, name: str) -> UplinkConf:

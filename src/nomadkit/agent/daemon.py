@@ -180,6 +180,7 @@ class Agent:
             "sync": self.sync_state,
             **{key: self.facts.get(key, {"ok": False, "error": "not read yet"})
                for key in ("battery", "disk", "clock")},
+            "pull": self.facts.get("pull"),
             "facts_at": self.facts.get("at"),
             "doors_open_lock": json.loads(lock.read_text()) if lock.exists() else None,
             "alerts": dict(self.alerts),
@@ -190,7 +191,8 @@ class Agent:
         """Battery, disk, clock and encoder units, replaced in one piece (readers never see half)."""
         self.facts = {"battery": system.battery(self.config.ups),
                       "disk": system.disk(self.config.recordings_dir),
-                      "clock": system.clock(), "units": self.encoder.states(), "at": time.time()}
+                      "clock": system.clock(), "units": self.encoder.states(),
+                      "pull": system.pull(self.config.pull_status), "at": time.time()}
 
     def write_status(self) -> dict[str, Any]:
         """Atomically replace <run_dir>/status.json (what `nomadkit status` reads over SSH)."""

@@ -1,9 +1,11 @@
-"""What the status reports besides the network: battery (NUT), disk, clock (chrony)."""
+"""What the status reports besides the network: battery (NUT), disk, clock (chrony), pull mode."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 
@@ -55,3 +57,15 @@ def clock() -> dict[str, Any]:
     leap = fields[-1]
     return {"ok": leap != "Not synchronised", "offset_ms": round(offset * 1000, 3), "leap": leap,
             "stratum": fields[2]}
+
+
+def pull(status_file: str | None) -> dict[str, Any] | None:
+    """Pull mode's last outcome (applied, refused and why), or None on a kit without pull mode."""
+    if status_file is None:
+        return None
+    try:
+        return json.loads(Path(status_file).read_text())
+    except FileNotFoundError:
+        return {"state": "never-run"}
+    except (OSError, ValueError) as error:
+        return {"state": "unreadable", "error": str(error)}

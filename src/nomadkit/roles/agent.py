@@ -31,6 +31,7 @@ from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
 from nomadkit.roles.ops import Perm, changed, packages_present, put_all, service
+from nomadkit.roles.pull import STATUS as PULL_STATUS
 from nomadkit.roles.uplinks import tables
 from nomadkit.secrets import resolve
 from nomadkit.tour import Kit, Tour
@@ -95,6 +96,7 @@ def agent_config(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None) -> dict
             "region": endpoints.region, "endpoint_url": endpoints.s3_endpoint},
         "cloud_url": endpoints.webhook_url if endpoints else None,
         "ticket_public_keys": [endpoints.ticket_public_key] if endpoints else [],
+        "pull_status": PULL_STATUS if tour.pull else None,
     }
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import File
 from pyinfra.operations import files as file_ops
 from pyinfra.operations import server
 
@@ -51,6 +52,7 @@ REQUIREMENTS = f"{RUNTIME}/requirements.txt"
 CONFIG = "/etc/nomadkit/pull.json"
 SECRETS = "/etc/nomadkit/secrets"
 STATE_DIR = "/var/lib/nomadkit/pull"
+STATUS = f"{STATE_DIR}/status.json"  # pullkit's outcome; the agent's heartbeat carries it
 SERVICE = "/etc/systemd/system/nomadkit-pull.service"
 TIMER = "/etc/systemd/system/nomadkit-pull.timer"
 SOURCES = ROOT / "src"
@@ -137,6 +139,7 @@ def install() -> None:
     """Packages, folders and the pull runtime (pushed wheels, installed offline into a venv)."""
     tour, kit, _ = kit_context(host.data)
     if tour.pull is None:
+        pull_mode_off(name="Pull mode off (the tour has no pull section)")
         return
     packages_present(name="pull packages", packages=PACKAGES)
     for path in (f"{PREFIX}/nomadkit/fleet", WHEELS, STATE_DIR):
@@ -155,6 +158,20 @@ def install() -> None:
             commands=[f"rm -rf {VENV}", f"python3 -m venv {VENV}",
                       f"{VENV}/bin/pip install --quiet --no-index --find-links {WHEELS} -r {REQUIREMENTS}"],
             changed_now=lambda: put.changed)
+
+
+@operation()
+def pull_mode_off():
+    """
+    No pull mode: a timer left by an earlier tour file that had it is stopped, and its units,
+    config and secrets are removed, so a kit never applies bundles the tour no longer asks for.
+    """
+    if not host.get_fact(File, path=TIMER):
+        host.noop("pull mode is off")
+        return
+    yield "systemctl disable --now nomadkit-pull.timer"
+    yield StringCommand("rm", "-rf", TIMER, SERVICE, CONFIG, SECRETS)
+    yield "systemctl daemon-reload"
 
 
 @deploy("pull: configure")
