@@ -117,7 +117,6 @@ def test_ssh_by_password_is_refused(kits: LabTour, first: Any) -> None:
         assert "passwordauthentication no" in kits.on(name, "sshd -T").split("\n")
 
 
-@pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_cache_serves_primed_assets_that_match_the_manifest(kits: LabTour, first: Any) -> None:
     for kit in kits.tour.kits:
         for asset in kit.cache:
@@ -153,7 +152,6 @@ def probe(path: str, *args: str, on: Callable[[str], str] | None = None) -> dict
     return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
 
-@pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_the_relay(
         kits: LabTour, first: Any) -> None:
     relay = local.LocalCloud.for_tour(kits.tour).state / "relay" / "hls" / "live"
@@ -185,7 +183,6 @@ def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_t
         assert "video" in {s["codec_type"] for s in probe(str(at_relay[-1]), "-show_streams")["streams"]}
 
 
-@pytest.mark.extended  # not yet run on the lab (see the session note)
 def test_battery_runtime_is_readable_for_the_agent(kits: LabTour, first: Any) -> None:
     for kit in kits.tour.kits:
         assert kits.on(kit.name, f"upsc {kit.agent.ups} battery.runtime 2>/dev/null").strip() == "5400"
@@ -200,7 +197,7 @@ def test_drift_is_shown_by_dry_and_repaired_by_the_next_run(kits: LabTour, first
     assert dry[clean].changed == 0, dry[clean].changes
     assert dry[drifted].changed >= 2
     assert any("/etc/chrony/chrony.conf" in c for c in dry[drifted].changes), dry[drifted].changes
-    assert any(c.startswith("nginx: enabled, running") for c in dry[drifted].changes), dry[drifted].changes
+    assert any("nginx: enabled, running" in c for c in dry[drifted].changes), dry[drifted].changes
     assert "drift.invalid" in kits.on(drifted, "cat /etc/chrony/chrony.conf"), "--dry changed the kit"
     repaired = kits.deploy()
     assert repaired[drifted].status == "ok" and repaired[drifted].changed >= 2
@@ -239,7 +236,7 @@ def test_pyinfra_used_directly_runs_the_same_deploy(kits: LabTour, first: Any) -
     done = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "inventories/tour.py", "deploys/kit.py"],
                           cwd=ROOT, env=kits.env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "Error" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr  # (pyinfra's summary has an "Error" column)
 
 
 @pytest.mark.extended
