@@ -157,3 +157,22 @@ def test_clock_check_reads_the_kits_clock_even_when_chrony_is_stopped(
     result = run_one(check, ctx, tour.kit("kit-a"))
     assert result.verdict == verdict, result
     assert words is None or (result.hint and words in result.hint), result.hint
+
+
+class StatusKit:
+    """A kit whose agent wrote `status` to its status file just now."""
+
+    def __init__(self, status: dict) -> None:
+        self.status = status
+
+    def output(self, command: str, **_: object) -> str:
+        return json.dumps({**self.status, "at": time.time(), "ready": True}) + f"\n{time.time():.6f}"
+
+
+def test_every_uplink_dead_is_no_go_with_its_own_hint() -> None:
+    dead = {"active": "wwan0", "uplinks": {u: {"state": "dead"} for u in ("wwan0", "wwan1", "sat0")}}
+    ctx = Context(TOUR, TOUR.stops[0], None, {"kit-a": StatusKit(dead)}, links=object())  # type: ignore[dict-item]
+    check = next(c for c in ALL_CHECKS if c.id == "failover.drill")
+    result = run_one(check, ctx, TOUR.kit("kit-a"))
+    assert result.verdict == "fail" and result.hint and "every uplink is down" in result.hint, result
+    assert result.evidence["uplinks"] == {"wwan0": "dead", "wwan1": "dead", "sat0": "dead"}
