@@ -60,3 +60,14 @@ def test_the_heartbeat_carries_pull_mode_only_on_kits_that_pull(tmp_path: Path) 
     assert system.pull(str(status))["reason"] == "tampered"
     status.write_text("{half")
     assert system.pull(str(status))["state"] == "unreadable"
+
+
+def test_status_line_shows_a_refused_bundle() -> None:
+    import time
+
+    status = {"kit": "kit-b", "at": time.time(), "active": "wwan0",
+              "uplinks": {"wwan0": {"state": "healthy"}}, "uploads": {}, "battery": {}, "disk": {},
+              "clock": {}, "encoder": {"profile": "live"}, "door": {},
+              "pull": {"state": "refused", "applied_version": 7, "reason": "tampered"}}
+    assert "pull refused (applied version 7): tampered" in line(status)
+    assert "pull" not in line({**status, "pull": None})

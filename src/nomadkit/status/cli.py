@@ -39,7 +39,7 @@ def read_status(kit: Kit, connect: dict[str, Any]) -> dict[str, Any]:
 
 
 def line(status: dict[str, Any]) -> str:
-    """One kit in a few lines: path, uplinks, encoder, queue, power, disk, clock, alerts."""
+    """One kit in a few lines: path, uplinks, encoder, queue, power, disk, clock, pull, alerts."""
     if "error" in status:
         return f"{status['kit']:<8} UNREACHABLE  {status['error']}"
     age = time.time() - status["at"]
@@ -57,6 +57,10 @@ def line(status: dict[str, Any]) -> str:
            f"{disk.get('free_mb', '?')} MB free  clock "
            + (f"{clock['offset_ms']} ms ({clock['leap']})" if clock.get("ok") is not None and
               "offset_ms" in clock else clock.get("error", "?"))]
+    if pull := status.get("pull"):
+        why = f": {pull['reason']}" if pull.get("reason") else ""
+        out.append(f"{'':<8} pull {pull.get('state', '?')} (applied version "
+                   f"{pull.get('applied_version', 0)}){why}")
     if status.get("doors_open_lock"):
         out.append(f"{'':<8} doors open for {status['doors_open_lock']['stop']}: deploys refused")
     out += [f"{'':<8} ALERT {name}: {text}" for name, text in status.get("alerts", {}).items()]
