@@ -173,9 +173,10 @@ def cmd_up(args: argparse.Namespace) -> int:
           f"{counts['skip']} skipped\n"
           f"phases: {', '.join(f'{k} {v:.0f} s' for k, v in phases.seconds.items())}\n"
           f"report: {files['markdown']} (JSON and signature beside it in {folder})\n\n"
-          f"The tour stays up. By hand:\n"
-          f"  NOMADKIT_TOUR={up_dir}/tour.yaml NOMADKIT_CONNECT={Lab().connect_file} \\\n"
-          f"  NOMADKIT_ENDPOINTS={up_dir}/endpoints-kits.json pyinfra inventories/tour.py deploys/kit.py\n"
+          f"The tour stays up. By hand (the export points nomadkit and pyinfra at the lab's kits):\n"
+          f"  export NOMADKIT_CONNECT={Lab().connect_file}\n"
+          f"  NOMADKIT_TOUR={up_dir}/tour.yaml NOMADKIT_ENDPOINTS={up_dir}/endpoints-kits.json \\\n"
+          f"    pyinfra inventories/tour.py deploys/kit.py\n"
           f"  nomadkit preflight {up_dir}/tour.yaml --stop {report.stop}\n"
           f"  nomadkit lab link kit-a wwan0 down; nomadkit status {up_dir}/tour.yaml\n"
           f"  nomadkit down {args.file}")
