@@ -175,6 +175,12 @@ class Stream(Model):
         default_factory=lambda: [3500, 2000, 1000], min_length=1, max_length=6
     )
     audio_kbps: int = Field(128, ge=32, le=320)
+    audio_channels: Literal[1, 2] = Field(2, description="1 (mono) halves the audio encoder's work.")
+    audio_rate: Literal[16000, 24000, 32000, 44100, 48000] = Field(
+        48000, description="Audio sample rate, Hz.")
+    audio_coder: Literal["twoloop", "fast"] = Field(
+        "twoloop", description="AAC search: `fast` takes about half the CPU (small kits), "
+                               "`twoloop` sounds better.")
     audio_only_kbps: int = Field(48, ge=16, le=128, description="The rollback profile.")
     latency_ms: int = Field(1200, ge=120, le=8000, description="SRT latency.")
     device: str = Field("/dev/video0", description="Capture device on a real kit.")

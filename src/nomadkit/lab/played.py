@@ -13,6 +13,8 @@ from typing import Any
 TCG_RESOLUTION = "320x180"
 TCG_FPS = 10
 TCG_KBPS = 300
+# AAC is the costliest part on an emulated core: 48 kHz stereo took 134 % of it, this 15 %.
+TCG_AUDIO = {"audio_kbps": 32, "audio_channels": 1, "audio_rate": 16000, "audio_coder": "fast"}
 
 
 def play_in_lab(kit: dict[str, Any], accel: str) -> dict[str, Any]:
@@ -20,7 +22,7 @@ def play_in_lab(kit: dict[str, Any], accel: str) -> dict[str, Any]:
     kit["hardware"] = "lab"
     if accel == "tcg":
         for stream in kit.get("streams", []):
-            stream.update(resolution=TCG_RESOLUTION, fps=TCG_FPS, bitrates_kbps=[TCG_KBPS])
+            stream.update(resolution=TCG_RESOLUTION, fps=TCG_FPS, bitrates_kbps=[TCG_KBPS], **TCG_AUDIO)
     return kit
 
 
@@ -29,4 +31,5 @@ def lab_note(accel: str) -> str:
     if accel != "tcg":
         return "every kit `hardware: lab`"
     return (f"every kit `hardware: lab`; streams at {TCG_RESOLUTION}, {TCG_FPS} fps, "
-            f"{TCG_KBPS} kbps (TCG: one emulated core cannot encode the tour's streams in real time)")
+            f"{TCG_KBPS} kbps, mono 16 kHz audio at 32 kbps (TCG: one emulated core cannot encode "
+            "the tour's streams in real time)")

@@ -47,7 +47,7 @@ def inputs(kit: Kit, stream: Stream) -> list[str]:
     """Capture device + ALSA on real kits; real-time lavfi test picture and tone in the lab."""
     if kit.hardware == "lab":
         return ["-re", "-f", "lavfi", "-i", f"testsrc2=size={stream.resolution}:rate={stream.fps}",
-                "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+                "-re", "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={stream.audio_rate}"]
     return ["-thread_queue_size", "512", "-f", "v4l2", "-framerate", str(stream.fps),
             "-video_size", stream.resolution, "-i", stream.device,
             "-thread_queue_size", "512", "-f", "alsa", "-ac", "2", "-ar", "48000",
@@ -62,8 +62,9 @@ def video(stream: Stream) -> list[str]:
             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
 
 
-def audio(kbps: int) -> list[str]:
-    return ["-c:a", "aac", "-b:a", f"{kbps}k", "-ar", "48000", "-ac", "2"]
+def audio(stream: Stream, kbps: int) -> list[str]:
+    return ["-c:a", "aac", "-aac_coder", stream.audio_coder, "-b:a", f"{kbps}k",
+            "-ar", str(stream.audio_rate), "-ac", str(stream.audio_channels)]
 
 
 def srt_url(kit: Kit, stream: Stream, endpoints: CloudEndpoints) -> str:
@@ -86,7 +87,7 @@ def ffmpeg_args(kit: Kit, stream: Stream, profile: str, endpoints: CloudEndpoint
     """The full ffmpeg command line of one stream in one profile."""
     head = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats_period", "2",
             "-progress", f"/run/nomadkit-encoder/{stream.name}/progress", *inputs(kit, stream)]
-    encode = ["-map", "0:v", "-map", "1:a", *video(stream), *audio(stream.audio_kbps)]
+    encode = ["-map", "0:v", "-map", "1:a", *video(stream), *audio(stream, stream.audio_kbps)]
     options, pattern = segments(kit, stream)
     srt = f"|[f=mpegts:onfail=ignore]{srt_url(kit, stream, endpoints)}" if endpoints else ""
     if profile == "prewarm":
@@ -96,7 +97,7 @@ def ffmpeg_args(kit: Kit, stream: Stream, profile: str, endpoints: CloudEndpoint
     recording = [*head, *encode, "-f", "segment", *_as_flags(options), pattern]
     if not endpoints:
         return recording
-    return [*recording, "-map", "1:a", *audio(stream.audio_only_kbps), "-f", "tee",
+    return [*recording, "-map", "1:a", *audio(stream, stream.audio_only_kbps), "-f", "tee",
             srt.removeprefix("|")]
 
 
