@@ -30,7 +30,8 @@ from nomadkit.agent.web import serve
 
 log = logging.getLogger("nomadkit.agent")
 
-TICK_S = 0.05
+TICK_S = 0.1  # the decision loop's slowest beat; probe answers wake it sooner
+CARRIER_S = 0.1  # carrier is re-read this often, not on every wake (each read is 3 syscalls)
 FACTS_S = 10.0  # how often battery, disk, clock and encoder units are read (each costs a process)
 LOCK_NAME = "doors-open"
 ROLLBACK_NAME = "rollback"  # present: the operator forced the audio-only profile (`nomadkit rollback`)
@@ -64,6 +65,7 @@ class Agent:
                          if config.s3 else None)
         self.sync_state: dict[str, Any] = {}
         self.facts: dict[str, Any] = {}
+        self.carrier_read_at = float("-inf")
 
     # --- decisions ---------------------------------------------------------------------------
 
@@ -81,8 +83,10 @@ class Agent:
 
     def step(self, now: float) -> None:
         """Judge every uplink and move the traffic if another uplink should carry it."""
-        for h in self.health.values():
-            h.carrier = carrier(h.name)
+        if now - self.carrier_read_at >= CARRIER_S:
+            self.carrier_read_at = now
+            for h in self.health.values():
+                h.carrier = carrier(h.name)
         states = {name: h.evaluate(now) for name, h in self.health.items()}
         target = choose(self.config.by_priority, states, self.active)
         if target is not None and target != self.active:
