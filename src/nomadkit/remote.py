@@ -75,7 +75,8 @@ class Remote:
         """stdout of a command that must succeed; its stderr explains a failure."""
         done = self.run(command, timeout, input)
         if done.returncode:
-            raise RuntimeError(f"`{command}` exited {done.returncode}: {done.stderr.strip()[:300]}")
+            raise RuntimeError(f"{done.stderr.strip()[:300] or 'no error output'} (exit {done.returncode} "
+                               f"of `{command[:200]}`)")
         return done.stdout
 
 
