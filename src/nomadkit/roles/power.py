@@ -18,7 +18,7 @@ from nomadkit.errors import UserError
 from nomadkit.inventory import kit_context
 from nomadkit.render import render
 from nomadkit.roles import Secret, redacted
-from nomadkit.roles.ops import Perm, Puts, changed, packages_present, put_all, service
+from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all, service
 from nomadkit.secrets import resolve, store
 from nomadkit.tour import Kit, Tour
 
@@ -28,6 +28,10 @@ NUT = "/etc/nut/"
 DRIVER_FILES = (f"{NUT}ups.conf", f"{NUT}nut.conf", f"{NUT}lab-battery.dev")
 SERVER_FILES = (f"{NUT}upsd.conf", f"{NUT}upsd.users")
 MONITOR_FILES = (f"{NUT}upsmon.conf",)
+# NUT's path unit re-enumerates the driver units whenever ups.conf changes: it drops and re-adds
+# the instance (100 s on a TCG kit), and a restart racing it left the driver stopped. Starting the
+# oneshot joins that run and returns when it is done.
+ENUMERATE = "systemctl start nut-driver-enumerator.service"
 
 
 def ups_name(kit: Kit) -> str:
@@ -87,6 +91,8 @@ def activate(ops: Puts) -> None:
     _, kit, _ = kit_context(host.data)
     for target in ("nut.target", "nut-driver.target"):  # what brings the units up at boot
         service(target, None, running=None)
-    service(f"nut-driver@{ups_name(kit)}", changed(ops, *DRIVER_FILES))
+    driver_files = changed(ops, *DRIVER_FILES)
+    apply("nut-driver units re-enumerated from ups.conf", "nut-enumerate", driver_files, [ENUMERATE])
+    service(f"nut-driver@{ups_name(kit)}", driver_files)
     service("nut-server", changed(ops, *DRIVER_FILES, *SERVER_FILES))
     service("nut-monitor", changed(ops, *SERVER_FILES, *MONITOR_FILES))
