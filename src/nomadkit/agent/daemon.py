@@ -257,10 +257,10 @@ class Agent:
             self.stopping.wait(FACTS_S)
 
     def run_uploads(self) -> None:
-        """Make the S3 client first (importing boto3 is the slowest part of a start: ~40 s on a
+        """Warm the S3 client first (importing boto3 is the slowest part of a start: ~40 s on a
         TCG kit), then say the agent is ready; upload whenever the path allows."""
         if self.uploader:
-            self.uploader.client  # noqa: B018  (made now, not during the first upload)
+            self.uploader.warm()
         self.ready.set()
         while not self.stopping.wait(5.0):
             if self.uploader and self.uploads_allowed():

@@ -15,6 +15,7 @@ the live stream needs the uplink (no healthy uplink, satellite, or fallback prof
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import logging
@@ -208,6 +209,15 @@ class Uploader:
         if self._client is None:
             self._client = s3_client(self.s3)
         return self._client
+
+    def warm(self) -> None:
+        """Make the client and load what its first request loads (credentials, endpoint rules):
+        seconds of work holding the interpreter lock on a slow kit, done before the agent says
+        it is ready rather than during the first door scan. A refusal or no network is fine."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with contextlib.suppress(BotoCoreError, ClientError):
+            self.client.head_object(Bucket=self.s3.bucket, Key=f"{self.s3.prefix}/.warm")
 
     def _already_there(self, row: sqlite3.Row) -> bool:
         """True when the object exists and matches the file (completed before a crash)."""
