@@ -29,11 +29,15 @@ class Remote:
     port: int = 22
     user: str = "root"
     key: str | None = None
+    known_hosts: str | None = None  # None: the user's own known_hosts, as ssh and pyinfra use
+    host_key_checking: str = "accept-new"  # pyinfra's default: trust on first use, then verify
 
     @classmethod
     def from_host_data(cls, name: str, data: dict[str, Any]) -> Remote:
+        """The same data keys (and defaults) as pyinfra's SSH connector."""
         return cls(name, data["ssh_hostname"], int(data.get("ssh_port", 22)),
-                   data.get("ssh_user", "root"), data.get("ssh_key"))
+                   data.get("ssh_user", "root"), data.get("ssh_key"), data.get("ssh_known_hosts_file"),
+                   data.get("ssh_strict_host_key_checking", "accept-new"))
 
     @classmethod
     def for_kit(cls, kit: Kit, connect: dict[str, Any] | None = None) -> Remote:
@@ -48,9 +52,11 @@ class Remote:
         sockets = cache_root() / "ssh"
         sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         args = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+                "-o", f"StrictHostKeyChecking={self.host_key_checking}", "-o", "LogLevel=ERROR",
+                "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
                 "-o", f"ControlPath={sockets}/%C", "-o", "ServerAliveInterval=10"]
+        if self.known_hosts:
+            args += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
         if self.key:
             args += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
         return [*args, f"{self.user}@{self.host}", command]

@@ -55,3 +55,23 @@ def test_pyinfra_cli_lists_the_kits_with_connection_overrides(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     shown = done.stdout + done.stderr  # pyinfra logs to stderr
     assert "kit-a" in shown and "kit-b" in shown and "2299" in shown and "alfama" in shown
+
+
+def option(argv: list[str], name: str) -> str | None:
+    found = [a.split("=", 1)[1] for a in argv if a.startswith(f"{name}=")]
+    return found[-1] if found else None
+
+
+def test_kit_commands_verify_host_keys_unless_the_host_data_says_otherwise() -> None:
+    """nomadkit's own SSH (preflight, status) reads host keys as pyinfra does: a real kit is
+    verified (trust on first use); only the lab's throwaway VMs opt out, in their connect data."""
+    from nomadkit.lab.lab import Lab
+    from nomadkit.remote import Remote
+
+    real = Remote.from_host_data("kit-a", {"ssh_hostname": "kit-a.nightshift.internal"}).argv("true")
+    assert option(real, "StrictHostKeyChecking") == "accept-new"
+    assert option(real, "UserKnownHostsFile") is None
+    state = {"ssh_key": "/k", "cloud_address": "198.18.0.1", "kits": {"kit-a": {"ssh_port": 2222}}}
+    lab_data = Lab.connect_overrides(Lab.__new__(Lab), state)["kit-a"]
+    lab = Remote.from_host_data("kit-a", lab_data).argv("true")
+    assert (option(lab, "StrictHostKeyChecking"), option(lab, "UserKnownHostsFile")) == ("no", "/dev/null")
