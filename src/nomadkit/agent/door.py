@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nomadkit.agent.uploads import open_db
-from nomadkit.tickets import TicketRejected, verify_ticket
+from nomadkit.tickets import TicketRejected, verify_ticket, warm_verifier
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkins (
@@ -46,6 +46,7 @@ class Door:
         self.public_keys = list(public_keys)
         self.stop = stop
         self.lock = threading.Lock()  # the door phone, the sync and the status share the store
+        warm_verifier(self.public_keys)
 
     def scan(self, token: str, door: str = "door") -> dict[str, Any]:
         """Admit a ticket or say why not: the answer the door phone shows."""

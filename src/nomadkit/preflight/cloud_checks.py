@@ -93,10 +93,14 @@ def door_checkin_offline(ctx: Context, kit: Kit | None) -> Evidence:
     token = tickets.sign_ticket(key, **claims)
     forged = tickets.sign_ticket(tickets.generate_ticket_key(), **claims)
     url = f"http://127.0.0.1:{kit.agent.http_port}/checkin"
-    answers = [remote.http("POST", url, json.dumps({"token": t, "door": "preflight"}),
-                           {"content-type": "application/json"}) for t in (token, token, forged)]
+    answers, took = [], []
+    for scanned in (token, token, forged):
+        start = time.monotonic()
+        answers.append(remote.http("POST", url, json.dumps({"token": scanned, "door": "preflight"}),
+                                   {"content-type": "application/json"}))
+        took.append(round(time.monotonic() - start, 2))
     evidence = {"door_serves": serving, "first": answers[0][0], "second": answers[1][0],
-                "forged": answers[2][0]}
+                "forged": answers[2][0], "scan_s": took}
     if answers[0][0] != 200:
         raise Failed("the door refused a valid ticket — check the ticket public key in "
                      f"/etc/nomadkit/agent.json matches the tour key ({answers[0][1][:120]})", **evidence)
