@@ -122,3 +122,18 @@ def test_throttle_caps_the_upload_rate_and_pauses_while_the_stream_needs_the_upl
     assert uploader.db.execute("SELECT state FROM segments").fetchone()[0] == "done"
     print(f"\nFIGURE throttled_upload_mbit_s={size * 8 / took / 1e6:.1f} "
           f"(cap {rate * 8 / 1e6:.1f}) status={json.dumps(uploader.status()['segments'])}")
+
+
+def test_warming_the_client_sends_nothing_and_leaves_it_sending(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent warms its S3 client before it says ready: that must not need the network (a
+    kit may start with every uplink down), and real requests must go out afterwards."""
+    from botocore.exceptions import EndpointConnectionError
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "warm")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "warm")
+    s3 = S3Conf(bucket="recordings", prefix="kit-a/", region=REGION, endpoint_url="http://127.0.0.1:9")
+    uploader = Uploader(tmp_path / "q.db", tmp_path, s3, Throttle(1e6, lambda: True))
+    uploader.warm()  # nothing listens on port 9: a request that went out would raise here
+    with pytest.raises(EndpointConnectionError):
+        uploader.client.head_object(Bucket=s3.bucket, Key="kit-a/x")

@@ -22,7 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,13 +211,24 @@ class Uploader:
         return self._client
 
     def warm(self) -> None:
-        """Make the client and load what its first request loads (credentials, endpoint rules):
-        seconds of work holding the interpreter lock on a slow kit, done before the agent says
-        it is ready rather than during the first door scan. A refusal or no network is fine."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        """Make the client and put one request through it that is answered here, not sent:
+        credentials, endpoint rules and signing load now (seconds holding the interpreter lock
+        on a slow kit), not during the first door scan, and with or without a network."""
+        from botocore.awsrequest import AWSResponse
+        from botocore.exceptions import ClientError
 
-        with contextlib.suppress(BotoCoreError, ClientError):
-            self.client.head_object(Bucket=self.s3.bucket, Key=f"{self.s3.prefix}/.warm")
+        class NoBody:
+            def stream(self, **_: Any) -> Iterator[bytes]:
+                return iter(())
+
+        events, event, handler_id = self.client.meta.events, "before-send.s3.HeadObject", "nomadkit-warm"
+        events.register_first(event, lambda request, **_: AWSResponse(request.url, 404, {}, NoBody()),
+                              unique_id=handler_id)
+        try:
+            with contextlib.suppress(ClientError):
+                self.client.head_object(Bucket=self.s3.bucket, Key=f"{self.s3.prefix}/.warm")
+        finally:
+            events.unregister(event, unique_id=handler_id)
 
     def _already_there(self, row: sqlite3.Row) -> bool:
         """True when the object exists and matches the file (completed before a crash)."""
