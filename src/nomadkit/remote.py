@@ -37,7 +37,7 @@ class Remote:
         """The same data keys (and defaults) as pyinfra's SSH connector."""
         return cls(name, data["ssh_hostname"], int(data.get("ssh_port", 22)),
                    data.get("ssh_user", "root"), data.get("ssh_key"), data.get("ssh_known_hosts_file"),
-                   data.get("ssh_strict_host_key_checking", "accept-new"))
+                   data.get("ssh_strict_host_key_checking", cls.host_key_checking))
 
     @classmethod
     def for_kit(cls, kit: Kit, connect: dict[str, Any] | None = None) -> Remote:

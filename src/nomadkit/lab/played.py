@@ -31,5 +31,6 @@ def lab_note(accel: str) -> str:
     if accel != "tcg":
         return "every kit `hardware: lab`"
     return (f"every kit `hardware: lab`; streams at {TCG_RESOLUTION}, {TCG_FPS} fps, "
-            f"{TCG_KBPS} kbps, mono 16 kHz audio at 32 kbps (TCG: one emulated core cannot encode "
-            "the tour's streams in real time)")
+            f"{TCG_KBPS} kbps, mono {TCG_AUDIO['audio_rate'] // 1000} kHz audio at "
+            f"{TCG_AUDIO['audio_kbps']} kbps (TCG: one emulated core cannot encode the tour's streams "
+            "in real time)")
