@@ -231,6 +231,10 @@ class Kit(Model):
     recordings_dir: str = "/var/lib/nomadkit/recordings"
     agent: AgentSettings = Field(default_factory=AgentSettings)
     cache_port: int = Field(80, ge=1, le=65535, description="The venue LAN reaches the asset cache here.")
+    handoff_port: int = Field(5600, ge=1024, le=65000, description=(
+        "Loopback UDP port where the encoder hands its stream to the SRT sender (the listed "
+        "streams take this port and the next ones). Only the sender reconnects when the uplink "
+        "changes; the encoder and the recording never stop."))
     cache_max_mb: int = Field(2048, ge=16, le=1_000_000, description="proxy_cache size, assets not primed.")
     journal_max_mb: int = Field(200, ge=16, le=100_000, description="journald's disk cap.")
     time_servers: list[str] | None = Field(None, description=(

@@ -154,12 +154,16 @@ def test_encoder_profiles(tour: Tour) -> None:
     in_lab = kit_files(tour, lab(kit), endpoints)["/usr/local/bin/nomadkit-encoder"]
     assert "-f v4l2" in real and "-f alsa" in real and "lavfi" not in real
     assert "testsrc2=size=640x360:rate=25" in in_lab and "v4l2" not in in_lab
-    live, fallback, prewarm = (line for line in in_lab.splitlines() if line.strip().startswith("exec "))
-    assert f"streamid=kit-a/{stream.name}" in live and "-b:v 900k" in live and "f=segment" in live
-    assert "-b:a 48k" in fallback and "-f segment" in fallback and "onfail=ignore" in fallback
-    assert "-f null -" in prewarm and "srt://" not in prewarm
+    live, fallback, prewarm, send = (line for line in in_lab.splitlines() if line.strip().startswith("exec "))
+    handoff = f"udp://127.0.0.1:{kit.handoff_port}"
+    assert f"{handoff}?pkt_size=1316" in live and "-b:v 900k" in live and "f=segment" in live
+    assert "-b:a 48k" in fallback and "-f segment" in fallback and f"-f mpegts '{handoff}" in fallback
+    assert "-f null -" in prewarm and "udp://" not in prewarm
+    assert "srt://" not in live + fallback + prewarm, "only the sender talks SRT (it alone reconnects)"
+    assert send.split()[1:4] == ["srt-live-transmit", "-a:yes", "-ll:warn"] and handoff in send
+    assert f"streamid=kit-a/{stream.name}&latency={stream.latency_ms}" in send
     no_cloud = kit_files(tour, lab(kit), None)["/usr/local/bin/nomadkit-encoder"]
-    assert "srt://" not in no_cloud and "f=segment" in no_cloud
+    assert "srt://" not in no_cloud and "f=segment" in no_cloud and "send:" not in no_cloud
 
 
 def test_dispatcher_and_policy_rule_build_the_uplink_tables(tour: Tour, tmp_path: Path) -> None:

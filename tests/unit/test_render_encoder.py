@@ -1,7 +1,8 @@
 """The rendered encoder script, run for real on this machine (the lab repeats it in a kit VM).
 
 Lab-hardware profile (lavfi test sources, real time), 2-second segments into a temporary
-recordings folder, SRT to a listener on loopback. ffprobe reads what came out.
+recordings folder; the stream handed over loopback UDP to the rendered sender, and by it over
+SRT to a listener on loopback. ffprobe reads what came out.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ def encode(tour: Tour, kit: Kit, port: int, profile: str, tmp_path: Path) -> Pat
     write_tree(tour, kit, endpoints, out)
     stream = kit.streams[0].name
     (Path(kit.recordings_dir) / stream).mkdir(parents=True)
+    run = f"sh {out}/usr/local/bin/nomadkit-encoder"
     script = (f"mount -t tmpfs tmpfs /run && mkdir -p /run/nomadkit-encoder/{stream} && "
-              f"exec timeout -s INT {RUN_S} sh {out}/usr/local/bin/nomadkit-encoder {profile} {stream}")
+              f"{{ timeout -s INT {RUN_S + 1} {run} send {stream} & }} && "
+              f"exec timeout -s INT {RUN_S} {run} {profile} {stream}")
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
                           capture_output=True, text=True)
     assert proc.returncode in (0, 124, 255), proc.stderr
@@ -83,7 +86,7 @@ def lab_kit(tmp_path: Path) -> tuple[Tour, Kit]:
     kit = tour.kits[0]
     stream = kit.streams[0].model_copy(update={"segment_seconds": 2})
     return tour, kit.model_copy(update={"hardware": "lab", "recordings_dir": str(tmp_path / "rec"),
-                                        "streams": [stream]})
+                                        "streams": [stream], "handoff_port": free_udp_port()})
 
 
 def finished_segments(folder: Path) -> list[Path]:

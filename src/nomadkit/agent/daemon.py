@@ -93,7 +93,8 @@ class Agent:
             self.switch(target, states)
 
     def switch(self, target: str, states: dict[str, str]) -> None:
-        """Point rule 1000 at `target`'s table; reconnect the encoder on the new path."""
+        """Point rule 1000 at `target`'s table; reconnect the senders on the new path (in the
+        background: systemctl takes a while on a slow kit, and the loop keeps judging)."""
         uplink = self.config.uplink(target)
         started = time.monotonic()
         routing.point_to(uplink.table)
@@ -103,7 +104,7 @@ class Agent:
                    took_ms=round((time.monotonic() - started) * 1000, 1),
                    states=states)
         if previous is not None:
-            self.encoder.reconnect()
+            threading.Thread(target=self.encoder.reconnect, name="reconnect", daemon=True).start()
 
     def carrying_ok(self) -> bool:
         """Can the live profile go out? Only over a healthy uplink."""

@@ -1,8 +1,11 @@
-"""The encoder's profile: live (video ladder) or fallback (audio only), switched with systemctl.
+"""The encoder's profile: live (video ladder) or fallback (audio only), switched with systemctl,
+and the SRT sender that carries either to the relay.
 
 The encoder role ships two systemd templates per stream; the fallback one Conflicts= the live
 one, so `systemctl start` of either is the whole switch. The local recording runs in both
-profiles, so switching never stops it.
+profiles, so switching never stops it. Both hand their output to the stream's sender
+(`nomadkit-sender@S`) on loopback; only the sender talks SRT, so only it reconnects when the
+uplink changes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 
 LIVE, FALLBACK = "live", "fallback"
 UNITS = {LIVE: "nomadkit-encoder@{}.service", FALLBACK: "nomadkit-encoder-fallback@{}.service"}
+SENDER = "nomadkit-sender@{}.service"
 
 
 def unit(profile: str, stream: str) -> str:
@@ -47,21 +51,22 @@ class Encoder:
         return errors
 
     def reconnect(self) -> None:
-        """After the path moved, restart the running profile so its SRT session starts on it.
+        """After the path moved, restart the senders so their SRT sessions start on it.
 
         An SRT session is tied to the source address it began with; on a new uplink the relay
-        would drop its packets until the session timed out. A restart reconnects within a second.
+        would drop its packets until the session timed out. A new sender process connects in a
+        fraction of a second; the encoders, and the recordings, are not touched.
         """
-        if self.profile is not None:
-            for stream in self.streams:
-                self._run("try-restart", "--no-block", unit(self.profile, stream))
+        for stream in self.streams:
+            self._run("restart", "--no-block", SENDER.format(stream))
 
     def states(self) -> dict[str, dict[str, str]]:
-        """`systemctl is-active` of both units of every stream (for the status endpoint)."""
+        """`systemctl is-active` of both profiles and the sender of every stream (for the status
+        endpoint)."""
         out = {}
         for stream in self.streams:
-            names = [unit(p, stream) for p in (LIVE, FALLBACK)]
+            names = [unit(LIVE, stream), unit(FALLBACK, stream), SENDER.format(stream)]
             answer = self._run("is-active", *names).stdout.split()
-            out[stream] = dict(zip((LIVE, FALLBACK), answer + ["unknown"] * (2 - len(answer)),
+            out[stream] = dict(zip((LIVE, FALLBACK, "sender"), answer + ["unknown"] * (3 - len(answer)),
                                    strict=True))
         return out

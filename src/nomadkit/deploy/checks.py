@@ -77,6 +77,7 @@ def check_systemd(out: Path, kit: Kit) -> Result:
     units = sorted(str(p.relative_to(out)) for p in (out / "etc/systemd/system").glob("*.service"))
     names = [Path(u).name for u in units if "@." not in u]
     names += [encoder.unit(p, s.name) for s in kit.streams for p in encoder.PROFILES]
+    names += [encoder.sender_unit(s.name) for s in kit.streams]
     script = "systemd-analyze verify " + " ".join(shlex.quote(f"/etc/systemd/system/{n}") for n in names)
     code, output = sandboxed(out, ["/etc/systemd/system", "/usr/local", "/opt/nomadkit"], script,
                              tmpfs=("/run",))

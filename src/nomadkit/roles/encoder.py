@@ -1,9 +1,14 @@
-"""encoder: ffmpeg per stream as systemd template units, in three profiles (the agent switches).
+"""encoder: ffmpeg per stream as systemd template units, in three profiles (the agent switches),
+and an SRT sender per stream that carries the encoder's output to the relay.
 
 - `nomadkit-encoder@S` (live): one encode at the top of the ladder, teed to local recording
-  segments and to the relay over SRT (an unreachable relay never stops the recording);
-- `nomadkit-encoder-fallback@S`: the same recording, plus an audio-only SRT stream;
-- `nomadkit-encoder-prewarm@S`: capture and encode at the live settings, output discarded.
+  segments and, as MPEG-TS over loopback UDP, to the stream's sender;
+- `nomadkit-encoder-fallback@S`: the same recording, plus an audio-only stream to the sender;
+- `nomadkit-encoder-prewarm@S`: capture and encode at the live settings, output discarded;
+- `nomadkit-sender@S`: `srt-live-transmit` from the loopback handoff to the relay, reconnecting
+  on its own. An SRT session is tied to the address it started from, so when the agent moves
+  the traffic to another uplink it restarts the sender only: a new session in a fraction of a
+  second, while the encoder (tens of seconds to start on a slow CPU) and the recording go on.
 Real kits capture from V4L2 + ALSA; lab kits from lavfi test sources, in real time.
 Finished segments are listed in `<recordings_dir>/<stream>/segments.csv` (ffmpeg's segment
 list, rewritten when the encoder starts); the file being written is always the newest.
@@ -27,7 +32,7 @@ from nomadkit.roles.base import SERVICE_USER
 from nomadkit.roles.ops import Perm, Puts, apply, changed, packages_present, put_all
 from nomadkit.tour import Kit, Stream, Tour
 
-PACKAGES = ("ffmpeg",)
+PACKAGES = ("ffmpeg", "srt-tools")
 
 SCRIPT = "/usr/local/bin/nomadkit-encoder"
 UNITS = "/etc/systemd/system/"
@@ -36,6 +41,8 @@ PROFILES = {
     "fallback": ("nomadkit-encoder-fallback", "recording + audio-only SRT (rollback)"),
     "prewarm": ("nomadkit-encoder-prewarm", "capture and encode, output discarded"),
 }
+SENDER = "nomadkit-sender"
+CONNECT_TIMEOUT_MS = 1000  # a sender retries this often while the relay lets go of an old session
 
 
 def unit(profile: str, stream: str = "") -> str:
@@ -67,12 +74,28 @@ def audio(stream: Stream, kbps: int) -> list[str]:
             "-ar", str(stream.audio_rate), "-ac", str(stream.audio_channels)]
 
 
+def sender_unit(stream: str = "") -> str:
+    """`nomadkit-sender@stage.service`; without a stream, the template's own name."""
+    return f"{SENDER}@{stream}.service"
+
+
+def handoff(kit: Kit, stream: Stream) -> str:
+    """Where the encoder hands the stream to its sender: loopback UDP, a port per stream."""
+    port = kit.handoff_port + [s.name for s in kit.streams].index(stream.name)
+    return f"udp://127.0.0.1:{port}"
+
+
 def srt_url(kit: Kit, stream: Stream, endpoints: CloudEndpoints) -> str:
-    """The relay's SRT URL with this stream's id; SRT latency is in microseconds for ffmpeg."""
+    """The relay's SRT URL as srt-live-transmit takes it: this stream's id, latency in ms."""
     base = endpoints.relay_srt_urls[stream.name]
     sep = "&" if "?" in base else "?"
-    return (f"{base}{sep}streamid={kit.name}/{stream.name}&latency={stream.latency_ms * 1000}"
-            "&pkt_size=1316&mode=caller")
+    return (f"{base}{sep}mode=caller&streamid={kit.name}/{stream.name}&latency={stream.latency_ms}"
+            f"&conntimeo={CONNECT_TIMEOUT_MS}")
+
+
+def sender_args(kit: Kit, stream: Stream, endpoints: CloudEndpoints) -> list[str]:
+    """srt-live-transmit from the handoff to the relay; it reconnects by itself (-a:yes)."""
+    return ["srt-live-transmit", "-a:yes", "-ll:warn", handoff(kit, stream), srt_url(kit, stream, endpoints)]
 
 
 def segments(kit: Kit, stream: Stream) -> tuple[str, str]:
@@ -83,22 +106,20 @@ def segments(kit: Kit, stream: Stream) -> tuple[str, str]:
     return options, f"{folder}/{stream.name}-%Y%m%dT%H%M%S.ts"
 
 
-def ffmpeg_args(kit: Kit, stream: Stream, profile: str, endpoints: CloudEndpoints | None) -> list[str]:
+def ffmpeg_args(kit: Kit, stream: Stream, profile: str) -> list[str]:
     """The full ffmpeg command line of one stream in one profile."""
     head = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-stats_period", "2",
             "-progress", f"/run/nomadkit-encoder/{stream.name}/progress", *inputs(kit, stream)]
     encode = ["-map", "0:v", "-map", "1:a", *video(stream), *audio(stream, stream.audio_kbps)]
     options, pattern = segments(kit, stream)
-    srt = f"|[f=mpegts:onfail=ignore]{srt_url(kit, stream, endpoints)}" if endpoints else ""
+    out = f"{handoff(kit, stream)}?pkt_size=1316"  # 7 TS packets: one SRT payload
     if profile == "prewarm":
         return [*head, *encode, "-f", "null", "-"]
     if profile == "live":
-        return [*head, *encode, "-f", "tee", "-use_fifo", "1", f"[f=segment:{options}]{pattern}{srt}"]
-    recording = [*head, *encode, "-f", "segment", *_as_flags(options), pattern]
-    if not endpoints:
-        return recording
-    return [*recording, "-map", "1:a", *audio(stream, stream.audio_only_kbps), "-f", "tee",
-            srt.removeprefix("|")]
+        return [*head, *encode, "-f", "tee", "-use_fifo", "1",
+                f"[f=segment:{options}]{pattern}|[f=mpegts:onfail=ignore]{out}"]
+    return [*head, *encode, "-f", "segment", *_as_flags(options), pattern,
+            "-map", "1:a", *audio(stream, stream.audio_only_kbps), "-f", "mpegts", out]
 
 
 def _as_flags(options: str) -> list[str]:
@@ -108,15 +129,19 @@ def _as_flags(options: str) -> list[str]:
 
 def files(tour: Tour, kit: Kit, endpoints: CloudEndpoints | None,
           secret: Secret = redacted) -> dict[str, str]:
-    """The encoder script (every stream, every profile) and the three template units."""
-    commands = {s.name: {p: shlex.join(ffmpeg_args(kit, s, p, endpoints)) for p in PROFILES}
-                for s in kit.streams}
+    """The encoder script (every stream, every profile, and the sender when the relay is
+    known), the three encoder template units and the sender's."""
+    commands = {s.name: {p: shlex.join(ffmpeg_args(kit, s, p)) for p in PROFILES} for s in kit.streams}
+    if endpoints:
+        for s in kit.streams:
+            commands[s.name]["send"] = shlex.join(sender_args(kit, s, endpoints))
     out = {SCRIPT: render("encoder/encoder.sh.j2", kit=kit, commands=commands)}
     for profile, (name, description) in PROFILES.items():
         out[f"{UNITS}{name}@.service"] = render(
             "encoder/encoder.service.j2", profile=profile, description=description,
             others=[n for p, (n, _) in PROFILES.items() if p != profile], user=SERVICE_USER,
             install=profile == "live")
+    out[f"{UNITS}{sender_unit()}"] = render("encoder/sender.service.j2", user=SERVICE_USER)
     return out
 
 
@@ -139,8 +164,9 @@ def configure() -> Puts:
 @deploy("encoder: activate")
 def activate(ops: Puts) -> None:
     """Live profile enabled at boot; started unless some profile already runs (the agent's
-    choice is kept); the running profile restarted when its script or units changed."""
-    _, kit, _ = kit_context(host.data)
+    choice is kept); the running profile restarted when its script or units changed. The
+    sender runs whenever the relay is known."""
+    _, kit, endpoints = kit_context(host.data)
     apply("systemd: units reloaded (encoder)", "units-encoder", changed(ops, UNITS),
           ["systemctl daemon-reload"])
     for stream in kit.streams:
@@ -150,6 +176,10 @@ def activate(ops: Puts) -> None:
         apply(f"Encoder {stream.name}: running profile restarted with the new script and units",
               f"encoder-{stream.name}", changed(ops, SCRIPT, UNITS),
               [f"systemctl try-restart {' '.join(unit(p, stream.name) for p in PROFILES)}"])
+        systemd.service(name=f"Sender {stream.name}: SRT to the relay", service=sender_unit(stream.name),
+                        running=endpoints is not None, enabled=endpoints is not None)
+        apply(f"Sender {stream.name}: restarted with the new script and unit", f"sender-{stream.name}",
+              changed(ops, SCRIPT, UNITS), [f"systemctl try-restart {sender_unit(stream.name)}"])
 
 
 @operation()

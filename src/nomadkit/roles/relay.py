@@ -31,6 +31,12 @@ SEGMENT_S = 2
 PLAYLIST_SEGMENTS = 6
 PLAYLIST_TTL_S = 1
 SEGMENT_TTL_S = 86400
+# A kit that goes silent (it moved to another uplink: its new SRT session comes from a new
+# address) is let go after this, so its new session is taken at once; SRT's own default is 5 s.
+IDLE_S = 2
+# Probe the incoming stream this long (one keyframe interval is enough); ffmpeg's default 5 s
+# would delay the first HLS segment after every reconnect.
+ANALYZE_S = 2.5
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,8 @@ def streams(tour: Tour) -> list[RelayStream]:
 
 def ingest_script(tour: Tour, hls_dir: str, bind: str) -> str:
     return render("relay/ingest.sh.j2", streams=streams(tour), hls_dir=hls_dir, bind=bind,
-                  segment_s=SEGMENT_S, playlist_segments=PLAYLIST_SEGMENTS)
+                  segment_s=SEGMENT_S, playlist_segments=PLAYLIST_SEGMENTS,
+                  idle_us=IDLE_S * 1_000_000, analyze_us=int(ANALYZE_S * 1_000_000))
 
 
 def nginx_site(tour: Tour, hls_dir: str, bind: str) -> str:
