@@ -10,6 +10,7 @@ assets over HTTP) and the relay (one SRT listener per stream, recording what it 
 
 from __future__ import annotations
 
+import copy
 import functools
 import http.server
 import subprocess
@@ -74,23 +75,30 @@ def standin_cloud(folder: Path, streams: list[str]) -> Iterator[StandinCloud]:
             proc.wait(timeout=10)
 
 
+def lab_kits(demo: dict[str, Any], names: list[str]) -> dict[str, str]:
+    """Lab kit name -> the demo kit it plays: in order, round the demo's kits again when the lab
+    has more kits than the demo (a 4-kit fleet plays kit-a, kit-b, kit-a, kit-b)."""
+    sources = [k["name"] for k in demo["kits"]]
+    return {name: sources[i % len(sources)] for i, name in enumerate(names)}
+
+
 def standin_tour(lab: Lab, folder: Path, cloud: StandinCloud) -> LabTour:
-    """The demo tour on the running lab's kits (renamed onto them), as the files a user's deploy
-    reads, pointed at the stand-in cloud."""
+    """The demo tour on the running lab's kits (each plays a demo kit, renamed onto it), as the
+    files a user's deploy reads, pointed at the stand-in cloud."""
     data = yaml.safe_load(DEMO.read_text())
     data["assets_dir"] = str(ASSETS)
-    lab_kits = list(lab.state()["kits"])
-    renames = dict(zip((k["name"] for k in data["kits"]), lab_kits, strict=False))
-    data["kits"] = [k for k in data["kits"] if k["name"] in renames]
+    plays = lab_kits(data, list(lab.state()["kits"]))
+    demo_kits = {k["name"]: k for k in data["kits"]}
+    data["kits"] = [{**copy.deepcopy(demo_kits[source]), "name": name} for name, source in plays.items()]
     for kit in data["kits"]:
-        name = kit["name"] = renames[kit["name"]]
+        name = kit["name"]
         state = lab.kit(name)
         play_in_lab(kit, lab.state()["accel"])
         kit["management"] = {"address": "127.0.0.1", "port": state["ssh_port"], "user": "root"}
         for uplink in kit["uplinks"]:
             uplink["mac"] = state["uplinks"][uplink["name"]]["mac"]
     for stop in data["stops"]:
-        stop["kits"] = [renames[k] for k in stop["kits"] if k in renames]
+        stop["kits"] = [name for name, source in plays.items() if source in stop["kits"]]
     tour_file = folder / "lab-tour.yaml"
     tour_file.write_text(yaml.safe_dump(data, sort_keys=False))
     tour = load_tour(tour_file)
