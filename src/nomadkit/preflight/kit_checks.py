@@ -11,6 +11,7 @@ import time
 
 from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped, Warned
 from nomadkit.remote import quote
+from nomadkit.roles import encoder
 from nomadkit.tour import Kit
 
 MAX_CLOCK_OFFSET_S = 0.1  # SRT timestamps and signed tickets both tolerate far more
@@ -111,12 +112,18 @@ def encoders_warm(ctx: Context, kit: Kit | None) -> Evidence:
     remote = ctx.remotes[kit.name]
     for stream in kit.streams:
         folder = f"{kit.recordings_dir}/{stream.name}"
-        state = remote.run(f"systemctl is-active nomadkit-encoder@{quote(stream.name)}").stdout.strip()
+        units = [encoder.unit("live", stream.name), encoder.sender_unit(stream.name)]
+        answer = remote.run("systemctl is-active " + " ".join(quote(u) for u in units)).stdout.split()
+        state, sender = [*answer, "", ""][:2]
         newest = remote.run(f"ls -t {quote(folder)}/*.ts 2>/dev/null | head -1").stdout.strip()
         if state != "active" or not newest:
             raise Failed(f"encoder for '{stream.name}' is {state or 'missing'} with no recording "
                          f"in {folder} — check the capture device ({stream.device}) and "
                          f"`journalctl -u nomadkit-encoder@{stream.name}`", state=state)
+        if sender != "active":
+            raise Failed(f"the SRT sender for '{stream.name}' is {sender or 'missing'}: the stream is "
+                         f"recorded but not sent — `journalctl -u nomadkit-sender@{stream.name}`, then "
+                         "re-run the deploy", state=state, sender=sender)
         probe = json.loads(remote.output(
             "ffprobe -v error -of json -show_entries format=bit_rate:stream=width,height "
             f"-select_streams v:0 {quote(newest)}"))
