@@ -149,7 +149,7 @@ def same_contents(tour: LabTour, kit: str, content: dict[str, str]) -> list[str]
 
 
 def run(quick: bool) -> Result:
-    reruns = 1 if quick else 3
+    reruns = 1 if quick else 2
     progress = Progress(quiet=True)
     with tempfile.TemporaryDirectory(prefix="nomadkit-bench-deploy-") as scratch:
         folder = Path(scratch)
