@@ -133,11 +133,22 @@ def multipart_etag(md5s: list[bytes]) -> str:
 
 
 def s3_client(conf: S3Conf) -> Any:
+    """An S3 client that reads each part's body once, as it sends it: every read goes through the
+    throttle, so a payload hash (SigV4 signs the body over plain HTTP) or a CRC32 (botocore 1.36
+    and later) computed in a pass of their own would each cut the real upload rate — measured:
+    three passes, 663 kbps for a 2000 kbps ceiling. Content-MD5 per part and the sha256 check
+    after completion already guard the bytes."""
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
-                    read_timeout=60, s3={"addressing_style": "path"} if conf.endpoint_url else {})
+    options: dict[str, Any] = {
+        "retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 60,
+        "s3": {"payload_signing_enabled": False,
+               **({"addressing_style": "path"} if conf.endpoint_url else {})}}
+    try:
+        config = Config(request_checksum_calculation="when_required", **options)
+    except TypeError:  # botocore before 1.36 (Debian 12's) has no such option and no such pass
+        config = Config(**options)
     return boto3.client("s3", region_name=conf.region, endpoint_url=conf.endpoint_url, config=config)
 
 
