@@ -27,7 +27,8 @@ from nomadkit.lab.vm import detect_accel
 from nomadkit.paths import cache_root
 
 # In running order: namespace/loopback ones first, lab ones last.
-BENCHMARKS = ("failover", "overhead", "cdn", "webhook", "lab", "kit_deploy", "fleet", "preflight")
+BENCHMARKS = ("failover", "overhead", "uploads", "cdn", "webhook", "lab", "kit_deploy", "fleet",
+              "preflight")
 DOC = ROOT / "docs" / "benchmarks.md"
 
 
