@@ -159,6 +159,12 @@ def test_cutting_wwan0_moves_stream_to_wwan1(netkit: NetKit, start_agent, tmp_pa
     assert set(before) == {"wwan0"} and after and set(after) == {"wwan1"}
     switch = agent.switches()[-1]
     switched_at = next(e["at"] for e in reversed(status["events"]) if e["event"] == "switch")
+    deadline = time.monotonic() + 5  # the agent reconnects in the background after the move
+    while not (calls := [c for c in agent.systemctl_calls() if "restart" in c]):
+        assert time.monotonic() < deadline, "no reconnect after the move"
+        time.sleep(0.1)
+    assert calls and set(calls) == {"restart --no-block nomadkit-sender@stage.service"}, (
+        f"a move reconnects the sender, and never restarts an encoder (the recording): {calls}")
     print(f"\nFIGURE detection_s={switched_at - cut_at:.3f} interruption_s={interruption(rows, cut_at):.3f} "
           f"rule_swap_ms={switch['took_ms']}")
 
