@@ -1,11 +1,13 @@
 """Run nomadkit's benchmarks and rewrite docs/benchmarks.md from this run's figures.
 
-    .venv/bin/python -m bench [--only NAME ...] [--quick] [--json] [--no-write] [--lab-wait S]
+    .venv/bin/python -m bench [--only NAME ...] [--merge] [--quick] [--json] [--no-write] [--lab-wait S]
 
 Benchmarks that need no VM run first (namespaces, loopback); the ones that boot the QEMU lab
 run last, each only when no other lab is up on this machine (the lab's namespace is fixed),
 waiting up to --lab-wait seconds for it to be free, else reported as skipped. Every number in
-the document comes from the run that wrote it; a benchmark that cannot run says why.
+the document comes from the run that wrote it; a benchmark that cannot run says why. The run's
+results are also kept in docs/benchmarks.json, so `--only NAME --merge` can re-measure one
+benchmark (after a fix) and put it in the document, marked with its own date.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from nomadkit.paths import cache_root
 BENCHMARKS = ("failover", "overhead", "uploads", "cdn", "webhook", "lab", "kit_deploy", "fleet",
               "preflight")
 DOC = ROOT / "docs" / "benchmarks.md"
+RECORD = ROOT / "docs" / "benchmarks.json"
 
 
 def lab_busy() -> str | None:
@@ -64,6 +67,7 @@ def run_one(name: str, quick: bool, lab_wait_s: float) -> Result:
         traceback.print_exc()
         result = skipped(module.TITLE, f"failed in this run: {type(error).__name__}: {error}")
     result.figures.setdefault("bench_wall_s", round(time.monotonic() - started, 1))
+    result.ran_at = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     print(f"bench: {name} done in {result.figures['bench_wall_s']} s"
           + (f" (skipped: {result.skipped})" if result.skipped else ""), file=sys.stderr)
     return result
@@ -81,18 +85,22 @@ def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
-def document(results: dict[str, Result], quick: bool, wall_s: float) -> str:
+def document(results: dict[str, Result], quick: bool, wall_s: float, written_at: str | None = None) -> str:
+    written_at = written_at or f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     lines = ["# Benchmarks", "",
              "Written by `make bench` (`python -m bench`"
-             + (" --quick" if quick else "") + f") on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+             + (" --quick" if quick else "") + f") on {written_at} UTC "
              f"in {wall_s / 60:.1f} min. Machine: {machine()}.", "",
              "Every figure below comes from that one run; ratios compare figures measured in the "
              "same run (these shared machines are noisy, so compare ratios rather than seconds "
              "across runs). Repeated measurements show min / median / max over N runs.", "",
              "## Where nomadkit stands", ""]
     lines += [f"- **{r.title}**: {r.summary}" for r in results.values()]
-    for result in results.values():
+    for name, result in results.items():
         lines += ["", f"## {result.title}", ""]
+        if result.ran_at and result.ran_at > written_at:
+            lines += [f"_Re-measured on {result.ran_at} UTC by `python -m bench --only {name} --merge`; "
+                      "every other section is from the run above._", ""]
         if result.skipped:
             lines += [f"skipped: {result.skipped}"]
             continue
@@ -110,20 +118,33 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON")
     parser.add_argument("--no-write", action="store_true",
-                        help="leave docs/benchmarks.md alone (implied by --only: the document is "
-                             "always one full run)")
+                        help="leave docs/benchmarks.md alone (implied by --only without --merge)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: put these results into the last full run's document "
+                             "(docs/benchmarks.json), each marked with when it was re-measured")
     parser.add_argument("--lab-wait", type=float, default=600,
                         help="seconds to wait for a busy lab before skipping (default 600)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces, nftables, the QEMU lab)", file=sys.stderr)
         return 2
-    started = time.monotonic()
+    if args.merge and not (args.only and RECORD.exists()):
+        print(f"bench: --merge needs --only NAME and a full run's {RECORD.relative_to(ROOT)}",
+              file=sys.stderr)
+        return 2
+    started, written_at = time.monotonic(), f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     results = {name: run_one(name, args.quick, args.lab_wait) for name in args.only or BENCHMARKS}
     wall_s = time.monotonic() - started
-    if not args.no_write and not args.only:
-        DOC.write_text(document(results, args.quick, wall_s))
-        print(f"bench: wrote {DOC.relative_to(ROOT)} ({wall_s / 60:.1f} min)", file=sys.stderr)
+    if not args.no_write and (args.merge or not args.only):
+        record = {"written_at": written_at, "wall_s": wall_s, "quick": args.quick, "results": {}}
+        if args.merge:
+            record = json.loads(RECORD.read_text())
+        record["results"] |= {name: r.as_dict() for name, r in results.items()}
+        RECORD.write_text(json.dumps(record, indent=1) + "\n")
+        every = {name: Result.from_dict(record["results"][name]) for name in BENCHMARKS
+                 if name in record["results"]}
+        DOC.write_text(document(every, record["quick"], record["wall_s"], record["written_at"]))
+        print(f"bench: wrote {DOC.relative_to(ROOT)} and {RECORD.relative_to(ROOT)}", file=sys.stderr)
     if args.json:
         print(json.dumps({k: r.as_dict() for k, r in results.items()}, indent=2))
     else:

@@ -45,9 +45,14 @@ class Result:
     tables: list[Table] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
+    ran_at: str = ""  # UTC, when this benchmark ran (set by `python -m bench`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        return cls(**{**data, "tables": [Table(**t) for t in data.get("tables", [])]})
 
 
 def described(doc: str) -> str:

@@ -30,3 +30,14 @@ def test_spread_percentile_and_ratio() -> None:
     assert percentile(list(range(1, 101)), 99) == 99
     assert percentile([5.0], 50) == 5.0
     assert ratio(30.0, 1.0) == "×30.0" and ratio(1.0, 0) == "n/a"
+
+
+def test_a_merged_result_is_marked_with_its_own_run() -> None:
+    first = Result(title="Deploy", summary="slow", ran_at="2026-12-01 10:00")
+    again = Result(title="Uploads", summary="fast", ran_at="2026-12-01 12:30",
+                   tables=[Table("t", ["a"], [["1"]])])
+    back = Result.from_dict(again.as_dict())
+    assert back == again
+    text = document({"kit_deploy": first, "uploads": back}, quick=False, wall_s=60,
+                    written_at="2026-12-01 10:00")
+    assert "--only uploads --merge" in text and "--only kit_deploy" not in text
