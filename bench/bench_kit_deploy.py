@@ -125,7 +125,8 @@ def project(tour: LabTour, kit: Kit, perms: dict[str, dict[str, str]], folder: P
         "nk_dirs": [perms[d] for d in directories(kit, list(content))],
         "nk_files": [perms[p] for p in content],
         "nk_uplinks": [u.name for u in kit.uplinks], "nk_streams": [s.name for s in kit.streams],
-        "nk_ups": power.ups_name(kit), "nk_prime": bool(tour.endpoints and kit.cache)}))
+        "nk_ups": power.ups_name(kit), "nk_prime": bool(tour.endpoints and kit.cache),
+        "nk_send": bool(tour.endpoints and kit.streams)}))
     return content
 
 
