@@ -7,8 +7,9 @@ make it pull: the bundle is built by `nomadkit bundle` in its own process and up
 tour's asset bucket, and the kit's own timer fetches it through the CDN, verifies it and applies
 it with pyinfra's @local connector. While that happens, inbound SSH to the kit is dropped by a rule
 the kit lifts by itself a few minutes later. The outcome is read from the kit's pull status file
-(`nomadkit.fleet.pullkit.write_status`) over SSH once SSH is back. The agent's heartbeat does not
-carry that status yet, so this test does not check it.
+(`nomadkit.fleet.pullkit.write_status`) over SSH once SSH is back, and from the agent's heartbeat
+in the cloud: while SSH is blocked `nomadkit status` shows the kit from its heartbeat, and the
+refusal of a tampered bundle reaches the cloud in one.
 
 Afterwards kit-b is put back as the session deployed it: pull mode retired on the kit (the pull
 role removes nothing when a tour drops its pull section), the published bundles deleted, and the
@@ -40,6 +41,7 @@ from nomadkit.fleet import bundle, pullkit
 from nomadkit.lab.testing import LabTour, kept_figures
 from nomadkit.roles import pull
 from nomadkit.roles.ops import APPLIED
+from nomadkit.status.cli import Heartbeats, from_heartbeat, read_status
 from nomadkit.tour import load_tour
 
 pytestmark = [pytest.mark.lab, pytest.mark.extended]
@@ -58,6 +60,7 @@ APPLY_S = 1800  # the whole kit deploy, run by pyinfra @local on a TCG kit
 REFUSE_S = 600
 POLL_S = 10
 CLOCK_SKEW_S = 30  # status times are the kit's clock (chrony from this machine's)
+HEARTBEAT_S = 120  # the agent reads the pull status every 10 s and posts a heartbeat every 15 s
 
 FIGURES: dict[str, Any] = {}
 
@@ -160,6 +163,18 @@ def wait_status(kits: LabTour, what: str, done: Callable[[dict[str, Any]], bool]
     raise AssertionError(f"no {what} within {timeout:.0f} s; the kit's pull status: {status}")
 
 
+def wait_heartbeat(heartbeats: Heartbeats, check: Callable[[dict[str, Any]], bool], timeout: float) -> float:
+    """When the cloud received a heartbeat of the kit whose pull status passes `check`."""
+    last = None
+    for _ in range(int(timeout / POLL_S) + 2):
+        found = heartbeats.last(KIT)
+        last = found and found[0].get("pull")
+        if last and check(last):
+            return found[1]
+        time.sleep(POLL_S)
+    raise AssertionError(f"no heartbeat of the kit reported it within {timeout:.0f} s; its pull: {last}")
+
+
 def ssh_answers(kits: LabTour, timeout: float = 30) -> bool:
     try:
         return kits.lab.ssh(KIT, "true", timeout=timeout).returncode == 0
@@ -258,6 +273,11 @@ def test_a_kit_without_inbound_ssh_applies_a_new_bundle_on_its_own(pull_lab: Pul
         assert "200" in codes, (f"the kit's fetches of its bundle through the CDN while SSH was blocked "
                                 f"got HTTP {codes or 'nothing'} (edge log {pull_lab.edge_log})")
         FIGURES["publish -> the kit fetches it (s)"] = round(time.time() - published_at, 1)
+        # what `nomadkit status` shows of a kit SSH cannot reach: its last heartbeat
+        seen = from_heartbeat(read_status(kits.tour.kit(KIT), kits.lab.connect_overrides()[KIT]),
+                              Heartbeats(pull_lab.cloud))
+        assert seen.get("via") == "heartbeat", seen
+        assert time.time() - seen["received_at"] < HEARTBEAT_S, seen
 
     status = wait_status(kits, f"bundle {version} applied", lambda s: s.get("applied_version") == version,
                          APPLY_S, give_up=lambda s: (s["state"] in ("failed", "refused")
@@ -293,6 +313,9 @@ def test_a_tampered_bundle_is_refused_and_reported(pull_lab: PullLab, tmp_path: 
     release = f"{pull.STATE_DIR}/releases/{version}"
     assert kits.lab.ssh(KIT, f"test -e {release}").returncode == 1, f"refused, yet unpacked: {release}"
     assert kits.on(KIT, f"cat {pull.TIMER}") == timer
+    reported = wait_heartbeat(Heartbeats(pull_lab.cloud), lambda p: p.get("state") == "refused"
+                              and p.get("at", 0) >= published_at - CLOCK_SKEW_S, HEARTBEAT_S)
+    FIGURES["publish -> refusal in the cloud's heartbeat (s)"] = round(reported - published_at, 1)
     journal = kits.on(KIT, f"journalctl --no-pager -o cat -u nomadkit-pull.service "
                            f"--since @{int(published_at) - CLOCK_SKEW_S}")
     assert "sha256 does not match the manifest" in journal, journal[-2000:]
