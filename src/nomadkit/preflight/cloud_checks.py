@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 from nomadkit import tickets
 from nomadkit.cloud import local
-from nomadkit.preflight.network_checks import agent_status
+from nomadkit.preflight.network_checks import agent_status, edge_get
 from nomadkit.preflight.runner import Check, Context, Evidence, Failed, Skipped, Warned
 from nomadkit.secrets import resolve
 from nomadkit.tour import Kit
@@ -114,17 +112,6 @@ def door_checkin_offline(ctx: Context, kit: Kit | None) -> Evidence:
     return evidence
 
 
-def _edge_get(ctx: Context, path: str) -> tuple[int, str, bytes]:
-    """GET through the CDN edge, as a viewer: (status, which origin answered, body)."""
-    assert ctx.endpoints
-    request = urllib.request.Request(f"{ctx.endpoints.cdn_url.rstrip('/')}{path}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, answer.headers.get("X-Nomadkit-Origin", ""), answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("X-Nomadkit-Origin", ""), b""
-
-
 def _streams(ctx: Context) -> list[str]:
     return [s.name for kit in ctx.kits for s in kit.streams]
 
@@ -135,7 +122,7 @@ def cdn_live(ctx: Context, kit: Kit | None) -> Evidence:
         raise Failed("no cloud endpoints — run `nomadkit cloud up` first")
     evidence: Evidence = {}
     for stream in _streams(ctx):
-        status, origin, body = _edge_get(ctx, f"/live/{stream}/index.m3u8")
+        status, origin, body = edge_get(ctx, f"/live/{stream}/index.m3u8")
         segments = body.decode(errors="replace").count("#EXTINF")
         evidence[stream] = {"http": status, "origin": origin or "unknown", "segments": segments}
         if status != 200 or origin == "slate" or not segments:
@@ -157,13 +144,13 @@ def cdn_fallback(ctx: Context, kit: Kit | None) -> Evidence:
     try:
         origin = ""
         while time.monotonic() - start < FALLBACK_LIMIT_S and origin != "slate":
-            status, origin, _ = _edge_get(ctx, f"/live/{stream}/index.m3u8")
+            status, origin, _ = edge_get(ctx, f"/live/{stream}/index.m3u8")
             time.sleep(0.05)
         to_slate = time.monotonic() - start
     finally:
         local.start_origin(cloud)
     back = time.monotonic()
-    while time.monotonic() - back < FALLBACK_LIMIT_S and _edge_get(
+    while time.monotonic() - back < FALLBACK_LIMIT_S and edge_get(
             ctx, f"/live/{stream}/index.m3u8")[1] != "live":
         time.sleep(0.2)
     evidence = {"stream": stream, "origin_down_to_slate_s": round(to_slate, 2),

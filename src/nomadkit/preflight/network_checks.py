@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +21,9 @@ from nomadkit.tour import Kit
 HEADROOM = 1.5  # an uplink should carry the stream's top bitrate and half again
 DRILL_TIMEOUT_S = 15.0
 MOVE_GOAL_S = 2.0  # the agent's goal: traffic on another uplink within 2 s of a dead link
+STREAM_BACK_S = 30.0  # after a move, a drill waits this long for the kit's stream at the edge
+NEW_SEGMENTS = 2  # "back" is two segments the edge did not list before the move: one could be
+#                   the relay flushing what it had when it let the old session go
 
 
 STATUS_FRESH_S = 10.0
@@ -114,6 +119,41 @@ def wait_active(ctx: Context, kit: Kit, wanted: set[str], timeout: float) -> tup
     return active, time.monotonic() - start
 
 
+def edge_get(ctx: Context, path: str) -> tuple[int, str, bytes]:
+    """GET through the CDN edge, as a viewer: (status, which origin answered, body)."""
+    assert ctx.endpoints
+    request = urllib.request.Request(f"{ctx.endpoints.cdn_url.rstrip('/')}{path}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers.get("X-Nomadkit-Origin", ""), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("X-Nomadkit-Origin", ""), b""
+
+
+def edge_segments(ctx: Context, stream: str) -> set[str]:
+    """The media segments the edge's live playlist of `stream` lists now (none while the slate
+    or an error is served)."""
+    try:
+        status, origin, body = edge_get(ctx, f"/live/{stream}/index.m3u8")
+    except OSError:
+        return set()
+    if status != 200 or origin == "slate":
+        return set()
+    return {line for line in body.decode(errors="replace").splitlines() if line and not line.startswith("#")}
+
+
+def stream_back(ctx: Context, stream: str, moved_at: float) -> float | None:
+    """Seconds from `moved_at` (epoch) until the edge lists NEW_SEGMENTS segments of `stream` it
+    did not list at the move: viewers have the stream again, over the new uplink. None if not
+    within STREAM_BACK_S."""
+    before = edge_segments(ctx, stream)
+    while time.time() - moved_at < STREAM_BACK_S:
+        if len(edge_segments(ctx, stream) - before) >= NEW_SEGMENTS:
+            return time.time() - moved_at
+        time.sleep(0.25)
+    return None
+
+
 def moved_after(status: dict, target: str, cut_at: float, seen_s: float) -> float:
     """Seconds from the cut to the agent's own switch to `target`, from its event log, rather
     than to when SSH polling saw it; `seen_s` when the kit's clock makes that implausible."""
@@ -130,20 +170,27 @@ def _drill(ctx: Context, kit: Kit, cut_these: list[str], expect: set[str]) -> Ev
         raise Skipped("drills cut links with the lab's link control; on a real kit pull the "
                       "active modem's antenna and watch `nomadkit status`")
     before = agent_status(ctx, kit).get("active")
+    stream = kit.streams[0].name if kit.streams and ctx.endpoints else None
     cut_at = time.time()
     with cut(ctx, kit, cut_these):
         active, seen_s = wait_active(ctx, kit, expect, DRILL_TIMEOUT_S)
         seconds = moved_after(agent_status(ctx, kit), active, cut_at, seen_s)
+        back_at_edge = stream_back(ctx, stream, cut_at + seconds) if stream and active in expect else None
     back, back_s = wait_active(ctx, kit, {before}, DRILL_TIMEOUT_S * 2)
     evidence = {"before": before, "cut": cut_these, "after": active, "moved_s": round(seconds, 2),
                 "seen_by_controller_s": round(seen_s, 2), "returned_to": back,
                 "return_s": round(back_s, 1)}
+    if stream:
+        evidence["stream_back_at_edge_s"] = None if back_at_edge is None else round(back_at_edge, 1)
     if active not in expect:
         raise Failed(f"traffic did not move to {' or '.join(sorted(expect))} within "
                      f"{DRILL_TIMEOUT_S:.0f} s — check `journalctl -u nomadkit-agent`", **evidence)
     if seconds > MOVE_GOAL_S:
         raise Warned(f"traffic moved in {seconds:.1f} s, over the {MOVE_GOAL_S:.0f} s goal — "
                      "check the agent's probe settings in the tour file", **evidence)
+    if stream and back_at_edge is None:
+        raise Warned(f"'{stream}' was not live at the edge again within {STREAM_BACK_S:.0f} s of the "
+                     f"move — check `journalctl -u nomadkit-sender@{stream}` on the kit", **evidence)
     return evidence
 
 
