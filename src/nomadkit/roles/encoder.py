@@ -37,8 +37,8 @@ PACKAGES = ("ffmpeg", "srt-tools")
 SCRIPT = "/usr/local/bin/nomadkit-encoder"
 UNITS = "/etc/systemd/system/"
 PROFILES = {
-    "live": ("nomadkit-encoder", "recording + SRT to the relay"),
-    "fallback": ("nomadkit-encoder-fallback", "recording + audio-only SRT (rollback)"),
+    "live": ("nomadkit-encoder", "recording + the stream to its sender"),
+    "fallback": ("nomadkit-encoder-fallback", "recording + audio only to the sender (rollback)"),
     "prewarm": ("nomadkit-encoder-prewarm", "capture and encode, output discarded"),
 }
 SENDER = "nomadkit-sender"
