@@ -31,6 +31,7 @@ import yaml
 
 from bench.report import Result, Spread, Table, described, ratio
 from bench.standin import DEMO, standin_cloud, standin_tour
+from nomadkit.errors import UserError
 from nomadkit.fleet.ansible import run_playbook
 from nomadkit.fleet.hosts import load_fleet
 from nomadkit.lab.lab import Lab, kits_from_count
@@ -131,15 +132,37 @@ def project(tour: LabTour, kit: Kit, perms: dict[str, dict[str, str]], folder: P
 
 
 def ansible_deploy(tour: LabTour, playbook: Path) -> dict[str, dict[str, Any]]:
+    """One ansible-runner run of the playbook; a run that reached no kit is an error that says
+    what ansible-runner last said."""
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in tour.env().items() if k.startswith("NOMADKIT_")})
+    said: list[str] = []
     try:
-        result = run_playbook(playbook, load_fleet(tour.tour_file), say=lambda _line: None)
+        result = run_playbook(playbook, load_fleet(tour.tour_file), say=said.append)
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    if not result.hosts:
+        raise RuntimeError(f"ansible-runner reached no kit ({result.status}, rc {result.rc}): "
+                           + " | ".join(said[-8:]))
     return {kit: {"changed": h.changed, "operations": h.ok + h.changed, "failures": h.failures,
                   "status": "ok" if result.success else "failed"} for kit, h in result.hosts.items()}
+
+
+def ansible_case(reruns: int, progress: Progress, folder: Path,
+                 pyinfra_perms: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """The same work through ansible-runner on a fresh kit: first apply and re-runs, checked, and
+    the kit's files compared with the roles' render."""
+    (folder / "project").mkdir(parents=True)
+    with lab_tour(1, folder, progress) as tour:
+        [name] = tour.names
+        content = project(tour, tour.tour.kit(name), pyinfra_perms, folder / "project")
+        runs = timed_runs(lambda: ansible_deploy(tour, folder / "project" / PLAYBOOK.name), reruns)
+        check(runs)
+        differ = same_contents(tour, name, content)
+    if differ:
+        raise RuntimeError(f"the Ansible kit's files differ from the roles' render: {differ[:5]}")
+    return runs
 
 
 def same_contents(tour: LabTour, kit: str, content: dict[str, str]) -> list[str]:
@@ -165,43 +188,47 @@ def run(quick: bool) -> Result:
 
         pyinfra = case(1, reruns, progress, folder / "pyinfra", after=perms)
         check(pyinfra["runs"])
-        (folder / "ansible" / "project").mkdir(parents=True)
-        with lab_tour(1, folder / "ansible", progress) as tour:
-            [name] = tour.names
-            content = project(tour, tour.tour.kit(name), pyinfra["after"], folder / "ansible" / "project")
-            ansible_runs = timed_runs(lambda: ansible_deploy(tour, folder / "ansible" / "project" /
-                                                             PLAYBOOK.name), reruns)
-            differ = same_contents(tour, name, content)
-    check(ansible_runs)
-    if differ:
-        raise RuntimeError(f"the Ansible kit's files differ from the roles' render: {differ[:5]}")
+        ansible_runs, ansible_error = [], ""
+        try:  # a failed comparison must not lose nomadkit's own figures
+            ansible_runs = ansible_case(reruns, progress, folder / "ansible", pyinfra["after"])
+        except (RuntimeError, UserError) as error:
+            ansible_error = f"{type(error).__name__}: {error}"
     table = Table("Wall seconds, one lab kit, same bench run (each tool on a fresh kit from one snapshot)",
                   ["tool", "run", "min", "median", "max", "N", "tasks/operations", "changed",
                    "first / re-run", "vs nomadkit (median)"])
-    medians = {}
-    for tool, runs in (("nomadkit (pyinfra)", pyinfra["runs"]), ("Ansible (ansible-runner)", ansible_runs)):
-        first, again = runs[0], runs[1:]
-        spread = Spread.of(r["wall_s"] for r in again)
-        medians[tool] = (first["wall_s"], spread.median)
-        [kit_first] = first["per_kit"].values()
-        [kit_again] = again[0]["per_kit"].values()
-        ours = medians["nomadkit (pyinfra)"]
-        table.rows.append([tool, "first apply", *Spread.of([first["wall_s"]]).cells(1), "1",
-                           str(kit_first["operations"]), str(kit_first["changed"]), "",
-                           ratio(first["wall_s"], ours[0]) if tool != "nomadkit (pyinfra)" else ""])
-        table.rows.append([tool, "no-change re-run", *spread.cells(1), str(spread.n),
-                           str(kit_again["operations"]), str(kit_again["changed"]),
-                           ratio(first["wall_s"], spread.median),
-                           ratio(spread.median, ours[1]) if tool != "nomadkit (pyinfra)" else ""])
-    (p_first, p_again), (a_first, a_again) = medians.values()
+    ours = tool_rows(table, "nomadkit (pyinfra)", pyinfra["runs"], None)
+    summary = (f"nomadkit: first apply {ours[0]:.0f} s, no-change re-run {ours[1]:.0f} s "
+               f"({ratio(*ours)}); ")
+    if ansible_runs:
+        theirs = tool_rows(table, "Ansible (ansible-runner)", ansible_runs, ours)
+        summary += (f"the same work in Ansible: {theirs[0]:.0f} s / {theirs[1]:.0f} s "
+                    f"({ratio(theirs[0], ours[0])} / {ratio(theirs[1], ours[1])} nomadkit's)")
+    else:
+        table.rows.append(["Ansible (ansible-runner)", f"failed in this run: {ansible_error}",
+                           *[""] * 8])
+        summary += f"the Ansible comparison failed in this run ({ansible_error[:120]})"
     return Result(
         title=TITLE,
         measured=described(__doc__.split("\n\n", 1)[1]),
         on=f"QEMU lab, {detect_accel().name.upper()}, 1 kit, stand-in CDN and relay on loopback",
-        summary=(f"nomadkit: first apply {p_first:.0f} s, no-change re-run {p_again:.0f} s "
-                 f"({ratio(p_first, p_again)}); the same work in Ansible: {a_first:.0f} s / {a_again:.0f} s "
-                 f"({ratio(a_first, p_first)} / {ratio(a_again, p_again)} nomadkit's)"),
-        tables=[table], figures={"pyinfra": pyinfra["runs"], "ansible": ansible_runs})
+        summary=summary, tables=[table],
+        figures={"pyinfra": pyinfra["runs"], "ansible": ansible_runs, "ansible_error": ansible_error})
+
+
+def tool_rows(table: Table, tool: str, runs: list[dict[str, Any]],
+              ours: tuple[float, float] | None) -> tuple[float, float]:
+    """A tool's first-apply and re-run rows (ratios against nomadkit's `ours`); its two medians."""
+    first, again = runs[0], runs[1:]
+    spread = Spread.of(r["wall_s"] for r in again)
+    [kit_first] = first["per_kit"].values()
+    [kit_again] = again[0]["per_kit"].values()
+    table.rows.append([tool, "first apply", *Spread.of([first["wall_s"]]).cells(1), "1",
+                       str(kit_first["operations"]), str(kit_first["changed"]), "",
+                       ratio(first["wall_s"], ours[0]) if ours else ""])
+    table.rows.append([tool, "no-change re-run", *spread.cells(1), str(spread.n),
+                       str(kit_again["operations"]), str(kit_again["changed"]),
+                       ratio(first["wall_s"], spread.median), ratio(spread.median, ours[1]) if ours else ""])
+    return first["wall_s"], spread.median
 
 
 def main(argv: list[str]) -> int:
