@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
 from bench.report import Result, skipped
 from nomadkit import ROOT
@@ -80,12 +82,19 @@ def machine() -> str:
             f"Python {platform.python_version()}; VMs: {accel.name} ({accel.reason})")
 
 
+def brief(text: str) -> str:
+    """A reason's first line, short enough for a summary line (the JSON record keeps it whole)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= 300 else first[:300] + " …"
+
+
 def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
             *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
-def document(results: dict[str, Result], quick: bool, wall_s: float, written_at: str | None = None) -> str:
+def document(results: dict[str, Result], quick: bool, wall_s: float, written_at: str | None = None,
+             merged: Collection[str] = ()) -> str:
     written_at = written_at or f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     lines = ["# Benchmarks", "",
              "Written by `make bench` (`python -m bench`"
@@ -95,20 +104,29 @@ def document(results: dict[str, Result], quick: bool, wall_s: float, written_at:
              "same run (these shared machines are noisy, so compare ratios rather than seconds "
              "across runs). Repeated measurements show min / median / max over N runs.", "",
              "## Where nomadkit stands", ""]
-    lines += [f"- **{r.title}**: {r.summary}" for r in results.values()]
+    lines += [f"- **{r.title}**: {brief(r.summary)}" for r in results.values()]
     for name, result in results.items():
         lines += ["", f"## {result.title}", ""]
-        if result.ran_at and result.ran_at > written_at:
+        if name in merged:
             lines += [f"_Re-measured on {result.ran_at} UTC by `python -m bench --only {name} --merge`; "
                       "every other section is from the run above._", ""]
         if result.skipped:
-            lines += [f"skipped: {result.skipped}"]
+            lines += [f"skipped: {brief(result.skipped)}"]
             continue
         lines += [f"**Measured:** {result.measured}", "", f"**On:** {result.on}"]
         for table in result.tables:
             lines += ["", f"**{table.title}**", "", *markdown_table(list(table.columns),
                                                                     [list(r) for r in table.rows])]
     return "\n".join(lines) + "\n"
+
+
+def write_document(record: dict[str, Any]) -> None:
+    """docs/benchmarks.md from a run's record (docs/benchmarks.json)."""
+    every = {name: Result.from_dict(record["results"][name]) for name in BENCHMARKS
+             if name in record["results"]}
+    DOC.write_text(document(every, record["quick"], record["wall_s"], record["written_at"],
+                            record.get("merged", [])))
+    print(f"bench: wrote {DOC.relative_to(ROOT)} from {RECORD.relative_to(ROOT)}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -122,9 +140,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--merge", action="store_true",
                         help="with --only: put these results into the last full run's document "
                              "(docs/benchmarks.json), each marked with when it was re-measured")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite docs/benchmarks.md from docs/benchmarks.json (no benchmark runs)")
     parser.add_argument("--lab-wait", type=float, default=600,
                         help="seconds to wait for a busy lab before skipping (default 600)")
     args = parser.parse_args(argv)
+    if args.render:
+        write_document(json.loads(RECORD.read_text()))
+        return 0
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces, nftables, the QEMU lab)", file=sys.stderr)
         return 2
@@ -136,15 +159,14 @@ def main(argv: list[str]) -> int:
     results = {name: run_one(name, args.quick, args.lab_wait) for name in args.only or BENCHMARKS}
     wall_s = time.monotonic() - started
     if not args.no_write and (args.merge or not args.only):
-        record = {"written_at": written_at, "wall_s": wall_s, "quick": args.quick, "results": {}}
+        record = {"written_at": written_at, "wall_s": wall_s, "quick": args.quick, "results": {},
+                  "merged": []}
         if args.merge:
             record = json.loads(RECORD.read_text())
+            record["merged"] = sorted({*record.get("merged", []), *results})
         record["results"] |= {name: r.as_dict() for name, r in results.items()}
         RECORD.write_text(json.dumps(record, indent=1) + "\n")
-        every = {name: Result.from_dict(record["results"][name]) for name in BENCHMARKS
-                 if name in record["results"]}
-        DOC.write_text(document(every, record["quick"], record["wall_s"], record["written_at"]))
-        print(f"bench: wrote {DOC.relative_to(ROOT)} and {RECORD.relative_to(ROOT)}", file=sys.stderr)
+        write_document(record)
     if args.json:
         print(json.dumps({k: r.as_dict() for k, r in results.items()}, indent=2))
     else:

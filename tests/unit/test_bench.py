@@ -39,5 +39,9 @@ def test_a_merged_result_is_marked_with_its_own_run() -> None:
     back = Result.from_dict(again.as_dict())
     assert back == again
     text = document({"kit_deploy": first, "uploads": back}, quick=False, wall_s=60,
-                    written_at="2026-12-01 10:00")
+                    written_at="2026-12-01 10:00", merged=["uploads"])
     assert "--only uploads --merge" in text and "--only kit_deploy" not in text
+    assert "Re-measured" not in document({"kit_deploy": first, "uploads": back}, quick=False, wall_s=60,
+                                         written_at="2026-12-01 10:00")
+    long = document({"x": skipped("X", "failed: " + "word " * 100 + "\nsecond line")}, quick=False, wall_s=1)
+    assert "second line" not in long and " …" in long
