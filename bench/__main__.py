@@ -1,6 +1,7 @@
 """Run nomadkit's benchmarks and rewrite docs/benchmarks.md from this run's figures.
 
-    .venv/bin/python -m bench [--only NAME ...] [--merge] [--quick] [--json] [--no-write] [--lab-wait S]
+    .venv/bin/python -m bench [--only NAME ... [--merge]] [--quick] [--json] [--no-write] [--lab-wait S]
+    .venv/bin/python -m bench --render
 
 Benchmarks that need no VM run first (namespaces, loopback); the ones that boot the QEMU lab
 run last, each only when no other lab is up on this machine (the lab's namespace is fixed),
