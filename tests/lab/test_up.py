@@ -18,6 +18,7 @@ from nomadkit import tickets
 from nomadkit.cloud import local
 from nomadkit.lab.lab import Lab
 from nomadkit.preflight.checks import ALL_CHECKS, build_context
+from nomadkit.preflight.network_checks import AGENT_SETTLE_S, agent_status
 from nomadkit.preflight.report import CheckResult
 from nomadkit.preflight.runner import run_one
 from nomadkit.secrets import resolve, store
@@ -113,9 +114,13 @@ def test_clock_skew_is_no_go(tour_up: dict, lab: Lab) -> None:
 
 
 def test_encoder_missing_is_no_go(tour_up: dict, lab: Lab) -> None:
+    played = tour_up["played"]
     with broken(lab, "systemctl stop nomadkit-agent nomadkit-encoder@stage",
                 lambda: "systemctl start nomadkit-agent"):
-        _fails_with_hint(_check(tour_up["played"], "encoder.warm"), "capture device")
+        _fails_with_hint(_check(played, "encoder.warm"), "capture device")
+    # Repaired means working: the restarted agent is ready before the next scenario cuts links
+    # (on a busy TCG kit it took 136 s, past the checks' own 90 s wait for a starting agent).
+    assert agent_status(build_context(played, STOP), played.kit("kit-a"), AGENT_SETTLE_S)["ready"]
 
 
 def test_unreachable_relay_is_no_go(tour_up: dict) -> None:
