@@ -26,7 +26,7 @@ from typing import Any
 from bench.report import Result, Table, described, percentile
 from nomadkit import ROOT
 from nomadkit.netkit import EDGE, NetKit, python
-from nomadkit.tour import load_tour
+from nomadkit.tour import Kit, load_tour
 
 TITLE = "Recording uploads under a live stream"
 CAPACITY_KBPS = 4000
@@ -109,18 +109,18 @@ print(json.dumps({"seconds": seconds, "started_at": started_at, "state": state})
 """
 
 
-def stream_kbps() -> int:
-    """The demo's first stream: top of the ladder plus audio (what the live profile sends)."""
-    stream = load_tour(ROOT / "tours" / "demo.yaml").kits[0].streams[0]
+def stream_kbps(kit: Kit) -> int:
+    """The kit's first stream: top of the ladder plus audio (what the live profile sends)."""
+    stream = kit.streams[0]
     return stream.bitrates_kbps[0] + stream.audio_kbps
 
 
-def case(netkit: NetKit, folder: Path, ceiling_kbps: float | None, run_s: float) -> dict[str, Any]:
+def case(netkit: NetKit, folder: Path, kbps: int, ceiling_kbps: float | None, run_s: float) -> dict[str, Any]:
     """Stream for run_s; upload the segment after LEAD_S (unless ceiling_kbps is None: no upload)."""
     received = folder / "received.txt"
     receiver = subprocess.Popen(netkit.in_net(python(RECEIVER, EDGE, str(STREAM_PORT), "3", str(received))))
     time.sleep(0.5)
-    streamer = subprocess.Popen(netkit.in_kit(python(STREAMER, EDGE, str(STREAM_PORT), str(stream_kbps()),
+    streamer = subprocess.Popen(netkit.in_kit(python(STREAMER, EDGE, str(STREAM_PORT), str(kbps),
                                                      str(run_s), str(PAYLOAD))),
                                 stdout=subprocess.PIPE, text=True)
     time.sleep(LEAD_S)
@@ -141,7 +141,7 @@ def case(netkit: NetKit, folder: Path, ceiling_kbps: float | None, run_s: float)
     window = (upload["started_at"], upload["started_at"] + upload["seconds"])
     rows = [line.split() for line in received.read_text().splitlines()]
     arrived = {int(seq): float(at) - float(t0) for seq, t0, at in rows}
-    every = PAYLOAD * 8 / (stream_kbps() * 1000)
+    every = PAYLOAD * 8 / (kbps * 1000)
     first = rows[0] if rows else None
     base = float(first[1]) - int(first[0]) * every if first else 0.0  # send time of datagram 0
     during = [seq for seq in range(sent) if window[0] <= base + seq * every <= window[1]]
@@ -164,7 +164,8 @@ def run(quick: bool) -> Result:
         moto = subprocess.Popen(netkit.in_net(python(MOTO, EDGE, str(S3_PORT))),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            ceiling = load_tour(ROOT / "tours" / "demo.yaml").kits[0].agent.upload_max_kbps
+            kit = load_tour(ROOT / "tours" / "demo.yaml").kits[0]
+            ceiling, kbps = kit.agent.upload_max_kbps, stream_kbps(kit)
             (folder / "recordings" / "stage").mkdir(parents=True)
             segment = folder / "recordings" / "stage" / "stage-bench.ts"
             cases: dict[str, dict[str, Any]] = {}
@@ -174,11 +175,11 @@ def run(quick: bool) -> Result:
                 (folder / "uploads.db").unlink(missing_ok=True)
                 segment.write_bytes(bytes(range(256)) * (SEGMENT_BYTES // 256))
                 run_s = LEAD_S + SEGMENT_BYTES * 8 / 1000 / ceiling + 8
-                cases[name] = case(netkit, folder, limit, run_s)
+                cases[name] = case(netkit, folder, kbps, limit, run_s)
         finally:
             moto.terminate()
             moto.wait(timeout=10)
-    table = Table(f"wwan0 shaped to {CAPACITY_KBPS} kbps; stream {stream_kbps()} kbps; "
+    table = Table(f"wwan0 shaped to {CAPACITY_KBPS} kbps; stream {kbps} kbps; "
                   f"segment {SEGMENT_BYTES >> 20} MiB; stream figures while the upload ran",
                   ["case", "upload kbps", "share of uplink", "stream lost %", "delay p50 ms",
                    "p99 ms", "max ms"])
