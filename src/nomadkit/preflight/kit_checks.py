@@ -115,8 +115,8 @@ def encoders_warm(ctx: Context, kit: Kit | None) -> Evidence:
         units = [encoder.unit("live", stream.name), encoder.sender_unit(stream.name)]
         answer = remote.run("systemctl is-active " + " ".join(quote(u) for u in units)).stdout.split()
         state, sender = [*answer, "", ""][:2]
-        newest = remote.run(f"ls -t {quote(folder)}/*.ts 2>/dev/null | head -1").stdout.strip()
-        if state != "active" or not newest:
+        segments = remote.run(f"ls -t {quote(folder)}/*.ts 2>/dev/null | head -2").stdout.split()
+        if state != "active" or not segments:
             raise Failed(f"encoder for '{stream.name}' is {state or 'missing'} with no recording "
                          f"in {folder} — check the capture device ({stream.device}) and "
                          f"`journalctl -u nomadkit-encoder@{stream.name}`", state=state)
@@ -124,9 +124,16 @@ def encoders_warm(ctx: Context, kit: Kit | None) -> Evidence:
             raise Failed(f"the SRT sender for '{stream.name}' is {sender or 'missing'}: the stream is "
                          f"recorded but not sent — `journalctl -u nomadkit-sender@{stream.name}`, then "
                          "re-run the deploy", state=state, sender=sender)
-        probe = json.loads(remote.output(
-            "ffprobe -v error -of json -show_entries format=bit_rate:stream=width,height "
-            f"-select_streams v:0 {quote(newest)}"))
+        # The newest segment is still being written (a second-old one has no readable header
+        # yet); the one before it is complete and carries the real bitrate.
+        newest, finished = segments[0], segments[-1]
+        probed = remote.run("ffprobe -v error -of json -show_entries format=bit_rate:stream=width,height "
+                            f"-select_streams v:0 {quote(finished)}")
+        if probed.returncode:
+            raise Failed(f"'{stream.name}' has no complete recording segment yet ({finished}: "
+                         f"{probed.stderr.strip()[:120]}) — the encoder has just started; run the "
+                         "preflight again in a minute", state=state, sender=sender)
+        probe = json.loads(probed.stdout)
         age = float(remote.output(f"echo $(( $(date +%s) - $(stat -c %Y {quote(newest)}) ))"))
         video = probe["streams"][0]
         kbps = float(probe["format"]["bit_rate"]) / 1000
