@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from nomadkit.paths import cache_root
 # In running order: namespace/loopback ones first, lab ones last.
 BENCHMARKS = ("failover", "overhead", "uploads", "cdn", "webhook", "lab", "kit_deploy", "fleet",
               "preflight")
+BUDGET_S = 30 * 60  # the whole suite's time budget (issue #10)
 DOC = ROOT / "docs" / "benchmarks.md"
 RECORD = ROOT / "docs" / "benchmarks.json"
 
@@ -58,14 +59,16 @@ def wait_for_lab(limit_s: float) -> str | None:
     return busy
 
 
-def run_one(name: str, quick: bool, lab_wait_s: float) -> Result:
+def run_one(name: str, quick: bool, lab_wait_s: float, earlier: Mapping[str, Result]) -> Result:
+    """One benchmark. A module that names a benchmark in `REUSES` gets this run's `earlier`
+    results, to take a figure measured there instead of measuring it again."""
     module = importlib.import_module(f"bench.bench_{name}")
     if getattr(module, "NEEDS_LAB", False) and (busy := wait_for_lab(lab_wait_s)):
         return skipped(module.TITLE, f"{busy} for {lab_wait_s:.0f} s")
     print(f"bench: {name} ...", file=sys.stderr)
     started = time.monotonic()
     try:
-        result = module.run(quick)
+        result = module.run(quick, earlier) if hasattr(module, "REUSES") else module.run(quick)
     except Exception as error:  # one broken benchmark must not lose the others' figures
         traceback.print_exc()
         result = skipped(module.TITLE, f"failed in this run: {type(error).__name__}: {error}")
@@ -106,6 +109,7 @@ def document(results: dict[str, Result], quick: bool, wall_s: float, written_at:
              "across runs). Repeated measurements show min / median / max over N runs.", "",
              "## Where nomadkit stands", ""]
     lines += [f"- **{r.title}**: {brief(r.summary)}" for r in results.values()]
+    lines += ["", *time_taken(results, wall_s)]
     for name, result in results.items():
         lines += ["", f"## {result.title}", ""]
         if name in merged:
@@ -119,6 +123,19 @@ def document(results: dict[str, Result], quick: bool, wall_s: float, written_at:
             lines += ["", f"**{table.title}**", "", *markdown_table(list(table.columns),
                                                                     [list(r) for r in table.rows])]
     return "\n".join(lines) + "\n"
+
+
+def time_taken(results: dict[str, Result], wall_s: float) -> list[str]:
+    """How long each benchmark took, against the suite's budget: the lab ones dominate on TCG."""
+    took = {name: r.figures["bench_wall_s"] for name, r in results.items() if "bench_wall_s" in r.figures}
+    on_lab = sum(s for name, s in took.items()
+                 if getattr(importlib.import_module(f"bench.bench_{name}"), "NEEDS_LAB", False))
+    verdict = "within" if wall_s <= BUDGET_S else "over"
+    return [f"**Time taken:** {wall_s / 60:.1f} min, {verdict} the suite's {BUDGET_S / 60:.0f}-minute "
+            f"budget; the benchmarks that boot and deploy QEMU kits took {on_lab / 60:.1f} min of it "
+            "(see the machine line above for KVM or TCG).", "",
+            *markdown_table(["benchmark", "minutes"],
+                            [[results[name].title, f"{s / 60:.1f}"] for name, s in took.items()])]
 
 
 def write_document(record: dict[str, Any]) -> None:
@@ -157,7 +174,9 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     started, written_at = time.monotonic(), f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
-    results = {name: run_one(name, args.quick, args.lab_wait) for name in args.only or BENCHMARKS}
+    results: dict[str, Result] = {}
+    for name in args.only or BENCHMARKS:
+        results[name] = run_one(name, args.quick, args.lab_wait, results)
     wall_s = time.monotonic() - started
     if not args.no_write and (args.merge or not args.only):
         record = {"written_at": written_at, "wall_s": wall_s, "quick": args.quick, "results": {},

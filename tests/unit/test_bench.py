@@ -45,3 +45,22 @@ def test_a_merged_result_is_marked_with_its_own_run() -> None:
                                          written_at="2026-12-01 10:00")
     long = document({"x": skipped("X", "failed: " + "word " * 100 + "\nsecond line")}, quick=False, wall_s=1)
     assert "second line" not in long and " …" in long
+
+
+def test_the_document_says_how_long_each_benchmark_took_against_the_budget() -> None:
+    quick = Result(title="Quick", summary="s", figures={"bench_wall_s": 120.0})  # no lab
+    slow = Result(title="Slow", summary="s", figures={"bench_wall_s": 2400.0})  # boots kits
+    text = document({"cdn": quick, "fleet": slow}, quick=False, wall_s=2520)
+    assert "42.0 min, over the suite's 30-minute budget" in text
+    assert "QEMU kits took 40.0 min" in text
+    assert "| Quick | 2.0 |" in text and "| Slow | 40.0 |" in text
+    assert "within the suite's" in document({"cdn": quick}, quick=False, wall_s=120)
+
+
+def test_the_fleet_takes_its_one_kit_figure_from_the_kit_deploy_run_when_it_has_one() -> None:
+    from bench.bench_fleet import one_kit_from
+
+    ran = Result(title="Kit deploy", figures={"pyinfra": [{"run": "first_apply", "wall_s": 401.5}]})
+    assert one_kit_from({"kit_deploy": ran}) == 401.5
+    assert one_kit_from({"kit_deploy": skipped("Kit deploy", "no lab")}) is None
+    assert one_kit_from({}) is None
