@@ -28,18 +28,19 @@ QUICK_SIZES = (1, 2)
 REUSES = ("kit_deploy",)
 
 
-def one_kit_from(earlier: Mapping[str, Result]) -> float | None:
-    """The kit deploy benchmark's first apply (one fresh kit), if it ran in this run."""
+def one_kit_from(earlier: Mapping[str, Result]) -> dict[str, float]:
+    """The kit deploy benchmark's first applies on one fresh kit, if it ran in this run:
+    nomadkit's ("pyinfra") and the same work through ansible-runner ("ansible")."""
     kit_deploy = earlier.get("kit_deploy")
-    if not kit_deploy or kit_deploy.skipped or not kit_deploy.figures.get("pyinfra"):
-        return None
-    return kit_deploy.figures["pyinfra"][0]["wall_s"]
+    if not kit_deploy or kit_deploy.skipped:
+        return {}
+    return {tool: runs[0]["wall_s"] for tool in ("pyinfra", "ansible")
+            if (runs := kit_deploy.figures.get(tool))}
 
 
 def run(quick: bool, earlier: Mapping[str, Result]) -> Result:
-    walls: dict[int, float] = {}
-    if (reused := one_kit_from(earlier)) is not None:
-        walls[1] = reused
+    reused = one_kit_from(earlier)
+    walls: dict[int, float] = {1: reused["pyinfra"]} if "pyinfra" in reused else {}
     with tempfile.TemporaryDirectory(prefix="nomadkit-bench-fleet-") as scratch:
         os.environ["NOMADKIT_SECRETS"] = str(Path(scratch) / "secrets")
         for kits in [n for n in (QUICK_SIZES if quick else SIZES) if n not in walls]:
@@ -53,12 +54,17 @@ def run(quick: bool, earlier: Mapping[str, Result]) -> Result:
         table.rows.append([str(kits), f"{wall:.0f}", f"{wall / kits:.0f}", f"×{wall / walls[1]:.2f}"])
     if quick:
         table.rows.append(["4", "skipped", "", "skipped: --quick"])
+    if "ansible" in reused:  # the same first apply's work as an Ansible playbook, same run
+        table.rows.append(["1, by ansible-runner (same work)", f"{reused['ansible']:.0f}",
+                           f"{reused['ansible']:.0f}", f"×{reused['ansible'] / walls[1]:.2f}"])
     return Result(
         title=TITLE,
         measured=("first apply of `nomadkit deploy` to N freshly resumed lab kits at once "
-                  "(pyinfra in parallel)" + ("; the 1-kit row is the kit deploy benchmark's first "
-                                             "apply in this run" if reused is not None else "")),
+                  "(pyinfra in parallel)" + ("; the 1-kit rows are the kit deploy benchmark's first "
+                                             "applies in this run" if reused else "")),
         on=f"QEMU lab, {detect_accel().name.upper()}, 1 vCPU per kit on a {os.cpu_count()}-core machine",
         summary=", ".join(f"{n} kits take ×{walls[n] / walls[1]:.2f} the wall time of 1" for n in walls
-                          if n > 1) + " (ideal parallel: ×1.0; serial: ×N)",
+                          if n > 1) + " (ideal parallel: ×1.0; serial: ×N)"
+                + (f"; 1 kit's work by ansible-runner takes ×{reused['ansible'] / walls[1]:.2f}"
+                   if "ansible" in reused else ""),
         tables=[table], figures={"wall_s": walls})

@@ -60,7 +60,10 @@ def test_the_document_says_how_long_each_benchmark_took_against_the_budget() -> 
 def test_the_fleet_takes_its_one_kit_figure_from_the_kit_deploy_run_when_it_has_one() -> None:
     from bench.bench_fleet import one_kit_from
 
-    ran = Result(title="Kit deploy", figures={"pyinfra": [{"run": "first_apply", "wall_s": 401.5}]})
-    assert one_kit_from({"kit_deploy": ran}) == 401.5
-    assert one_kit_from({"kit_deploy": skipped("Kit deploy", "no lab")}) is None
-    assert one_kit_from({}) is None
+    ran = Result(title="Kit deploy", figures={"pyinfra": [{"run": "first_apply", "wall_s": 401.5}],
+                                              "ansible": [], "ansible_error": "it failed"})
+    assert one_kit_from({"kit_deploy": ran}) == {"pyinfra": 401.5}
+    ran.figures["ansible"] = [{"run": "first_apply", "wall_s": 620.0}]
+    assert one_kit_from({"kit_deploy": ran}) == {"pyinfra": 401.5, "ansible": 620.0}
+    assert one_kit_from({"kit_deploy": skipped("Kit deploy", "no lab")}) == {}
+    assert one_kit_from({}) == {}
