@@ -216,3 +216,16 @@ def test_unreachable_kit_is_reported_not_hung(tmp_path: Path, monkeypatch: pytes
     result = json.loads(capsys.readouterr().out)
     assert result["hosts"]["kit-a"]["unreachable"] == 1
     assert "Connection refused" in result["hosts"]["kit-a"]["failures"][0]
+
+
+def test_a_run_stopped_at_its_timeout_says_how_far_it_got(venue: Path) -> None:
+    """A slow kit is not a dead one: the error names the task it was on (the kit deploy benchmark's
+    Ansible run met its 30-minute timeout on a TCG kit at task 41 of 43)."""
+    slow = venue.parent / "slow.yml"
+    slow.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                    "    - name: quick one\n      ansible.builtin.ping:\n"
+                    "    - name: long one\n      ansible.builtin.command: sleep 60\n")
+    with pytest.raises(ansible.PlaybookStopped, match="during task 2, 'long one'") as stopped:
+        ansible.run_playbook(slow, load_fleet(DEMO), kit="kit-a", say=lambda _line: None, timeout_s=8)
+    assert stopped.value.tasks_started == 2
+    assert "longer --timeout" in str(stopped.value)

@@ -135,6 +135,14 @@ class PlaybookResult:
                 "hosts": {name: asdict(h) for name, h in self.hosts.items()}}
 
 
+class PlaybookStopped(UserError):
+    """ansible-runner stopped a run at its timeout (or it was cancelled) before the play ended."""
+
+    def __init__(self, message: str, tasks_started: int) -> None:
+        super().__init__(message)
+        self.tasks_started = tasks_started
+
+
 class EventFolder:
     """Turns ansible-runner's event stream into per-host results, and says what happens as it happens.
 
@@ -145,12 +153,14 @@ class EventFolder:
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say = say
         self.hosts: dict[str, HostResult] = {}
+        self.tasks: list[str] = []  # started, in order: how far a stopped run got
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
         if kind == "playbook_on_task_start":
-            self.say(f"task: {data.get('task', '?')}")
+            self.tasks.append(data.get("task", "?"))
+            self.say(f"task: {self.tasks[-1]}")
         elif kind.startswith("runner_on_") and "host" in data:
             self.task_event(kind.removeprefix("runner_on_"), data)
         elif kind == "playbook_on_stats":
@@ -168,6 +178,11 @@ class EventFolder:
             message = str(result.get("msg") or result.get("stderr") or "no message").strip()
             host.failures.append(f"{task}: {message[:300]}")
             self.say(f"  {data['host']}: {outcome.upper()}  {task}: {message[:200]}")
+
+    def how_far(self) -> str:
+        if not self.tasks:
+            return "before its first task"
+        return f"during task {len(self.tasks)}, '{self.tasks[-1]}'"
 
     def stats(self, data: dict[str, Any]) -> None:
         counts = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
@@ -210,8 +225,10 @@ def run_playbook(playbook: Path, fleet: Fleet, stop: str | None = None, kit: str
             envvars=ansible_environment(),
         )
     if runner.status in ("timeout", "canceled"):
-        raise UserError(f"{playbook.name}: ansible-runner stopped the run ({runner.status} after "
-                        f"{timeout_s} s) — check that the kits answer over SSH")
+        raise PlaybookStopped(f"{playbook.name}: ansible-runner stopped the run ({runner.status} after "
+                              f"{timeout_s} s) {folder.how_far()} — a slow kit needs a longer "
+                              "--timeout; a hung one, check that it answers over SSH",
+                              tasks_started=len(folder.tasks))
     return PlaybookResult(playbook.name, runner.status, runner.rc, folder.hosts)
 
 
@@ -219,7 +236,10 @@ def ansible_environment() -> dict[str, str]:
     """Ansible's settings for runs from nomadkit: its own binaries first, no retry files, no colour."""
     return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_NOCOLOR": "True",
-            "ANSIBLE_FORCE_COLOR": "False"}
+            "ANSIBLE_FORCE_COLOR": "False",
+            # modules piped into the kit's python over the open connection instead of copied,
+            # run and deleted: fewer round trips on a metered link (Debian's sudo has no requiretty)
+            "ANSIBLE_PIPELINING": "True"}
 
 
 def describe(result: PlaybookResult) -> str:
