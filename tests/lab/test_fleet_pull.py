@@ -11,9 +11,10 @@ the kit lifts by itself a few minutes later. The outcome is read from the kit's 
 in the cloud: while SSH is blocked `nomadkit status` shows the kit from its heartbeat, and the
 refusal of a tampered bundle reaches the cloud in one.
 
-Afterwards kit-b is put back as the session deployed it: pull mode retired on the kit (the pull
-role removes nothing when a tour drops its pull section), the published bundles deleted, and the
-played tour deployed again. The kits are the session's `nomadkit up` of the demo's first stop
+Afterwards kit-b is put back as the session deployed it: pull mode retired on the kit (timer,
+units, runtime and state: the pull role's `pull_mode_off` stops the timer and removes its units,
+config and secrets but keeps the runtime and the pull records), the published bundles deleted, and
+the played tour deployed again. The kits are the session's `nomadkit up` of the demo's first stop
 (tests/lab/conftest.py).
 """
 
@@ -93,8 +94,8 @@ def with_pull(kits: LabTour, public: str, interval_min: int, path: Path) -> Path
 
 def retire_pull_mode(kits: LabTour) -> None:
     """Take pull mode off the kit by hand: timer and service stopped, units, config, runtime, kept
-    secrets, status and applied records removed. (The pull role renders nothing for a tour without
-    a pull section, so a deploy of the played tour would leave all of it running.)"""
+    secrets, status and applied records removed — more than a deploy of the played tour removes
+    (`pull_mode_off` keeps the runtime and the records), so the kit is as the session deployed it."""
     gone = " ".join([pull.TIMER, pull.SERVICE, pull.CONFIG, pull.RUNTIME, f"{pull.PREFIX}/nomadkit/fleet",
                      pull.SECRETS, pull.STATE_DIR, f"{APPLIED}/pull-runtime", f"{APPLIED}/unit-{TIMER_UNIT}"])
     kits.on(KIT, f"systemctl disable --now {TIMER_UNIT} 2>/dev/null; "
