@@ -109,7 +109,7 @@ def document(results: dict[str, Result], quick: bool, wall_s: float, written_at:
              "across runs). Repeated measurements show min / median / max over N runs.", "",
              "## Where nomadkit stands", ""]
     lines += [f"- **{r.title}**: {brief(r.summary)}" for r in results.values()]
-    lines += ["", *time_taken(results, wall_s)]
+    lines += ["", *time_taken(results, wall_s, merged)]
     for name, result in results.items():
         lines += ["", f"## {result.title}", ""]
         if name in merged:
@@ -125,17 +125,21 @@ def document(results: dict[str, Result], quick: bool, wall_s: float, written_at:
     return "\n".join(lines) + "\n"
 
 
-def time_taken(results: dict[str, Result], wall_s: float) -> list[str]:
-    """How long each benchmark took, against the suite's budget: the lab ones dominate on TCG."""
+def time_taken(results: dict[str, Result], wall_s: float, merged: Collection[str]) -> list[str]:
+    """How long each benchmark took, against the suite's budget: the lab ones dominate on TCG.
+    A benchmark re-measured later (`--merge`) shows its own time but is not counted in the run's."""
     took = {name: r.figures["bench_wall_s"] for name, r in results.items() if "bench_wall_s" in r.figures}
-    on_lab = sum(s for name, s in took.items()
-                 if getattr(importlib.import_module(f"bench.bench_{name}"), "NEEDS_LAB", False))
+    on_lab = sum(s for name, s in took.items() if name not in merged
+                 and getattr(importlib.import_module(f"bench.bench_{name}"), "NEEDS_LAB", False))
     verdict = "within" if wall_s <= BUDGET_S else "over"
     return [f"**Time taken:** {wall_s / 60:.1f} min, {verdict} the suite's {BUDGET_S / 60:.0f}-minute "
-            f"budget; the benchmarks that boot and deploy QEMU kits took {on_lab / 60:.1f} min of it "
-            "(see the machine line above for KVM or TCG).", "",
+            f"budget; the benchmarks that boot and deploy QEMU kits took {on_lab / 60:.1f} min of it"
+            + (" (not counting those re-measured since)" if merged else "")
+            + " (see the machine line above for KVM or TCG).", "",
             *markdown_table(["benchmark", "minutes"],
-                            [[results[name].title, f"{s / 60:.1f}"] for name, s in took.items()])]
+                            [[results[name].title, f"{s / 60:.1f}"
+                              + (" (re-measured on its own)" if name in merged else "")]
+                             for name, s in took.items()])]
 
 
 def write_document(record: dict[str, Any]) -> None:
