@@ -59,16 +59,24 @@ def wait_for_lab(limit_s: float) -> str | None:
     return busy
 
 
+def needs_lab(name: str) -> bool:
+    """Whether a benchmark boots the QEMU lab (it waits for the lab, and counts as lab time)."""
+    return getattr(importlib.import_module(f"bench.bench_{name}"), "NEEDS_LAB", False)
+
+
 def run_one(name: str, quick: bool, lab_wait_s: float, earlier: Mapping[str, Result]) -> Result:
     """One benchmark. A module that names a benchmark in `REUSES` gets this run's `earlier`
     results, to take a figure measured there instead of measuring it again."""
     module = importlib.import_module(f"bench.bench_{name}")
-    if getattr(module, "NEEDS_LAB", False) and (busy := wait_for_lab(lab_wait_s)):
+    if needs_lab(name) and (busy := wait_for_lab(lab_wait_s)):
         return skipped(module.TITLE, f"{busy} for {lab_wait_s:.0f} s")
     print(f"bench: {name} ...", file=sys.stderr)
     started = time.monotonic()
     try:
-        result = module.run(quick, earlier) if hasattr(module, "REUSES") else module.run(quick)
+        if hasattr(module, "REUSES"):
+            result = module.run(quick, {n: earlier[n] for n in module.REUSES if n in earlier})
+        else:
+            result = module.run(quick)
     except Exception as error:  # one broken benchmark must not lose the others' figures
         traceback.print_exc()
         result = skipped(module.TITLE, f"failed in this run: {type(error).__name__}: {error}")
@@ -129,8 +137,7 @@ def time_taken(results: dict[str, Result], wall_s: float, merged: Collection[str
     """How long each benchmark took, against the suite's budget: the lab ones dominate on TCG.
     A benchmark re-measured later (`--merge`) shows its own time but is not counted in the run's."""
     took = {name: r.figures["bench_wall_s"] for name, r in results.items() if "bench_wall_s" in r.figures}
-    on_lab = sum(s for name, s in took.items() if name not in merged
-                 and getattr(importlib.import_module(f"bench.bench_{name}"), "NEEDS_LAB", False))
+    on_lab = sum(s for name, s in took.items() if name not in merged and needs_lab(name))
     verdict = "within" if wall_s <= BUDGET_S else "over"
     return [f"**Time taken:** {wall_s / 60:.1f} min, {verdict} the suite's {BUDGET_S / 60:.0f}-minute "
             f"budget; the benchmarks that boot and deploy QEMU kits took {on_lab / 60:.1f} min of it"
