@@ -295,3 +295,14 @@ def test_pull_role_files_hold_the_public_key_and_redacted_secrets(fleet: Fleet, 
     done = subprocess.run(["systemd-analyze", "verify", "nomadkit-pull.timer", "nomadkit-pull.service"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def test_the_kit_deploy_runs_the_pull_role_and_the_image_carries_its_packages(fleet: Fleet) -> None:
+    """The role existed but was never in the deploy's list: a pull-mode kit got no timer (lab, #9)."""
+    from nomadkit import roles
+    from nomadkit.lab import image
+    from nomadkit.roles import pull
+
+    assert "nomadkit.roles.pull" in [module.__name__ for module in roles.modules()]
+    assert pull.TIMER in roles.kit_files(fleet.tour, fleet.tour.kit("kit-a"), None)
+    assert set(pull.PACKAGES) <= set(roles.packages()) and set(pull.PACKAGES) <= set(image.KIT_PACKAGES)

@@ -21,7 +21,7 @@ from nomadkit.endpoints import CloudEndpoints
 from nomadkit.errors import UserError
 from nomadkit.tour import Kit, Tour
 
-ROLES: tuple[str, ...] = ("base", "uplinks", "firewall", "cache", "encoder", "power", "agent")
+ROLES: tuple[str, ...] = ("base", "uplinks", "firewall", "cache", "encoder", "power", "agent", "pull")
 
 Secret = Callable[[str], str]
 
