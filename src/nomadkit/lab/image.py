@@ -31,9 +31,8 @@ from nomadkit.roles import packages as role_packages
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 
-# Everything a kit needs, baked in because apt inside a TCG VM is very slow.
-# One list until the roles each expose `PACKAGES` (nomadkit.roles.<role>.PACKAGES); the lead
-# will then gather this from the roles.
+# What a booted kit needs before any role runs (boot, SSH, Python for pyinfra), baked in because
+# apt inside a TCG VM is very slow…
 KIT_PACKAGES: tuple[str, ...] = (
     # boot and base system
     "linux-image-amd64", "systemd-sysv", "libpam-systemd", "udev", "kmod", "dbus",
