@@ -115,6 +115,26 @@ def test_preflight_sees_the_streams_live_and_drills_the_fallback(
             sender.wait()
 
 
+def test_a_stopped_ingest_leaves_no_playlist_behind(cloud: tuple[Tour, CloudEndpoints]) -> None:
+    """The relay's ingest stopping (a crash, a restart) must not leave its last playlist behind, or
+    the edge keeps serving a frozen stream instead of the slate. ffmpeg still writes a segment and
+    the playlist as it exits on SIGTERM, after the old script had already cleared them."""
+    tour, endpoints = cloud
+    playlist = f"{endpoints.cdn_url}/live/stage/index.m3u8"
+    state = local.LocalCloud.for_tour(tour)
+    sender = local.test_pattern(endpoints.relay_srt_urls["stage"], seconds=40)
+    try:
+        wait_for_origin(playlist, "live")
+        assert local.stop(state, "relay-ingest")
+        left = sorted(p.name for p in (state.state / "relay" / "hls" / "live" / "stage").iterdir())
+        assert left == [], f"the stopped ingest left {left}"
+        wait_for_origin(playlist, "slate")
+    finally:
+        sender.kill()
+        sender.wait()
+        local.start_ingest(state)
+
+
 def test_edge_serves_live_then_the_slate_when_the_origin_stops(
         cloud: tuple[Tour, CloudEndpoints]) -> None:
     tour, endpoints = cloud

@@ -125,11 +125,26 @@ def stop(cloud: LocalCloud, name: str, grace_s: float = 5.0) -> bool:
         return False
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while alive(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    if group_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Any process of the group still running: a component's children (the ingest's ffmpeg,
+    finishing its last segment) can outlive its leader, and a stop is done when they are."""
+    alive(pgid)  # reaps the leader when it is our own child
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def alive(pid: int) -> bool:
