@@ -7,7 +7,7 @@
   old), so the kit gets a pull runtime: a venv at /opt/nomadkit/pull/venv installed offline from
   wheels the operator's machine downloads once from PyPI and pushes here, pinned to the operator's
   versions. Why pushed wheels rather than pip on the kit: kits have metered links and lab kits no
-  route to PyPI; why not wheels in every bundle: a bundle stays ~150 KB instead of ~30 MB over
+  route to PyPI; why not wheels in every bundle: a bundle stays ~170 KB instead of ~15 MB over
   satellite. The runtime changes only with a push deploy.
 - Bundles carry no secrets: this role copies the secrets the other roles use into
   /etc/nomadkit/secrets (root only) during push deploys; applied bundles resolve them there.
