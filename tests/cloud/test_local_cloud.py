@@ -126,7 +126,7 @@ def test_a_stopped_ingest_leaves_no_playlist_behind(cloud: tuple[Tour, CloudEndp
     try:
         wait_for_origin(playlist, "live")
         assert local.stop(state, "relay-ingest")
-        left = sorted(p.name for p in (state.state / "relay" / "hls" / "live" / "stage").iterdir())
+        left = sorted(p.name for p in (state.hls / "live" / "stage").iterdir())
         assert left == [], f"the stopped ingest left {left}"
         wait_for_origin(playlist, "slate")
     finally:

@@ -258,7 +258,7 @@ def test_cutting_uplinks_moves_the_stream_down_the_priorities_and_back_without_f
     hold = kit.agent.recover_after_s
     stream = kit.streams[0].name
     figures = FIGURES.setdefault("failover", {"recover_after_s": hold})
-    with RelaySegments(cloud.state / "relay" / "hls" / "live" / stream) as relay:
+    with RelaySegments(cloud.hls / "live" / stream) as relay:
         settled(agent)
         assert relay.wait_new(time.time(), 2, 30) is not None, (
             f"no HLS segments of {stream} reach the relay ({relay.folder}): the stream is not "

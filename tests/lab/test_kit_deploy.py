@@ -154,7 +154,7 @@ def probe(path: str, *args: str, on: Callable[[str], str] | None = None) -> dict
 
 def test_encoder_records_segments_at_the_configured_size_and_bitrate_and_feeds_the_relay(
         kits: LabTour, first: Any) -> None:
-    relay = local.LocalCloud.for_tour(kits.tour).state / "relay" / "hls" / "live"
+    relay = local.LocalCloud.for_tour(kits.tour).hls / "live"
     for kit in kits.tour.kits:
         stream = kit.streams[0]
         folder = f"{kit.recordings_dir}/{stream.name}"

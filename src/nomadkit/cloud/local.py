@@ -82,16 +82,27 @@ class LocalCloud:
     def log_file(self, name: str) -> Path:
         return self.state / "logs" / f"{name}.log"
 
+    @property
+    def hls(self) -> Path:
+        """The relay's HLS output: the ingest writes it, the relay's nginx serves it."""
+        return self.state / "relay" / "hls"
+
 
 # --- processes -------------------------------------------------------------------------------
 
 
+def _stat(path: Path) -> list[str]:
+    """A /proc/PID/stat's fields after the command name (state first), [] if the process is gone."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _started_at(pid: int) -> str | None:
     """The kernel's start time of a process (field 22 of /proc/PID/stat), None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return fields[19] if len(fields) > 19 else None
 
 
 def running_pid(cloud: LocalCloud, name: str) -> int | None:
@@ -137,25 +148,16 @@ def group_alive(pgid: int) -> bool:
     """Any process of the group still running: a component's children (the ingest's ffmpeg,
     finishing its last segment) can outlive its leader, and a stop is done when they are."""
     alive(pgid)  # reaps the leader when it is our own child
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+    return any(fields[0] != "Z" and fields[2] == str(pgid)
+               for fields in map(_stat, Path("/proc").glob("[0-9]*/stat")) if fields)
 
 
 def alive(pid: int) -> bool:
     """Running, not a zombie; reaps it when it is our own child (tests start components too)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return bool(fields) and fields[0] != "Z"
 
 
 def wait_ready(cloud: LocalCloud, name: str, check: Callable[[], bool]) -> None:
@@ -263,9 +265,8 @@ def start_nginx(cloud: LocalCloud, name: str, site: str, port: int) -> None:
 def start_origin(cloud: LocalCloud) -> None:
     """The relay's HLS origin (nginx): what the edge tries first. The preflight's CDN drill
     stops it (`stop(cloud, "relay-nginx")`) and starts it again with this."""
-    hls = cloud.state / "relay" / "hls"
-    hls.mkdir(parents=True, exist_ok=True)
-    start_nginx(cloud, "relay-nginx", relay.nginx_site(cloud.tour, str(hls), cloud.host),
+    cloud.hls.mkdir(parents=True, exist_ok=True)
+    start_nginx(cloud, "relay-nginx", relay.nginx_site(cloud.tour, str(cloud.hls), cloud.host),
                 cloud.ports.relay_http)
 
 
@@ -277,7 +278,7 @@ def start_relay(cloud: LocalCloud) -> None:
 def start_ingest(cloud: LocalCloud) -> None:
     """The relay's SRT listeners, one per stream (what the kits' encoders send to)."""
     script = cloud.state / "relay" / "ingest.sh"
-    script.write_text(relay.ingest_script(cloud.tour, str(cloud.state / "relay" / "hls"), cloud.host))
+    script.write_text(relay.ingest_script(cloud.tour, str(cloud.hls), cloud.host))
     script.chmod(0o755)
     # One supervisor shell runs every stream's listener; stopping it stops them all.
     runner = " & ".join(f"{script} {stream.name}" for stream in relay.streams(cloud.tour))
