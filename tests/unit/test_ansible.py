@@ -229,3 +229,33 @@ def test_a_run_stopped_at_its_timeout_says_how_far_it_got(venue: Path) -> None:
         ansible.run_playbook(slow, load_fleet(DEMO), kit="kit-a", say=lambda _line: None, timeout_s=8)
     assert stopped.value.tasks_started == 2
     assert "longer --timeout" in str(stopped.value)
+
+
+LOOP_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: conf files
+      ansible.builtin.copy:
+        dest: "{{ target_dir }}/{{ item.name }}"
+        content: "{{ item.name[0] }}\\n"
+      loop: [{name: a.conf}, {name: b.conf}]
+      loop_control: {label: "{{ item.name }}"}
+"""
+
+
+def test_a_loop_says_which_of_its_items_changed(venue: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A loop task changes as a whole; the report names the item, so a re-run that is not idempotent
+    says which file to look at (the kit deploy benchmark's re-run changed 'Files' and nothing more)."""
+    target = venue.parent / "target"
+    (target / "b.conf").write_text("b\n")
+    loop = venue.parent / "loop.yml"
+    loop.write_text(LOOP_PLAYBOOK.replace("{{ target_dir }}", str(target)))
+    assert main(["ansible", "run", str(DEMO), str(loop), "--kit", "kit-a"]) == 0
+    assert "      ~ conf files: a.conf\n" in capsys.readouterr().out
+    ran = ansible.run_playbook(loop, load_fleet(DEMO), kit="kit-a", say=lambda _line: None)
+    assert ran.hosts["kit-a"].changes() == []
+    (target / "b.conf").write_text("drifted\n")
+    ran = ansible.run_playbook(loop, load_fleet(DEMO), kit="kit-a", say=lambda _line: None)
+    assert (ran.hosts["kit-a"].changed_tasks, ran.hosts["kit-a"].changes()) == (["conf files"],
+                                                                               ["conf files: b.conf"])

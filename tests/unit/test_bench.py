@@ -70,3 +70,33 @@ def test_the_fleet_takes_its_one_kit_figure_from_the_kit_deploy_run_when_it_has_
     assert one_kit_from({"kit_deploy": ran}) == {"pyinfra": 401.5, "ansible": 620.0}
     assert one_kit_from({"kit_deploy": skipped("Kit deploy", "no lab")}) == {}
     assert one_kit_from({}) == {}
+
+
+def deploy_runs(first_s: float, again_s: float, again_changed: int = 0,
+                changes: list[str] | None = None) -> list[dict[str, object]]:
+    kit = {"operations": 24, "status": "ok"}
+    return [{"run": "first_apply", "wall_s": first_s, "per_kit": {"kit-1": {**kit, "changed": 20}}},
+            {"run": "no_change_rerun", "wall_s": again_s,
+             "per_kit": {"kit-1": {**kit, "changed": again_changed, "changes": changes or []}}}]
+
+
+def test_an_ansible_rerun_that_changed_something_keeps_its_figures_and_says_what_changed() -> None:
+    """The last full run lost every Ansible figure because its re-run changed 2 tasks, and did not
+    say which: the first apply is still a figure, and the problem names the tasks."""
+    from bench.bench_kit_deploy import AnsibleOutcome, compared, problems
+
+    ours = deploy_runs(200, 50)
+    theirs = deploy_runs(700, 900, again_changed=2, changes=["Files: /etc/x.conf", "nginx reloaded"])
+    assert problems(ours) == []
+    [problem] = problems(theirs)
+    assert "no_change_rerun on kit-1" in problem and "Files: /etc/x.conf" in problem
+    summary, tables = compared(ours, AnsibleOutcome(runs=theirs, problems=[problem]))
+    assert [row[:3] for row in tables[0].rows] == [
+        ["nomadkit (pyinfra)", "first apply", "200.0"], ["nomadkit (pyinfra)", "no-change re-run", "50.0"],
+        ["Ansible (ansible-runner)", "first apply", "700.0"],
+        ["Ansible (ansible-runner)", "no-change re-run", "900.0"]]
+    assert "not clean: 1 problem" in summary and tables[1].rows == [[problem]]
+    clean_summary, clean_tables = compared(ours, AnsibleOutcome(runs=deploy_runs(700, 90)))
+    assert "not clean" not in clean_summary and len(clean_tables) == 1
+    failed = compared(ours, AnsibleOutcome(error="RuntimeError: ansible-runner reached no kit"))
+    assert "failed in this run: RuntimeError" in failed[1][0].rows[-1][1]

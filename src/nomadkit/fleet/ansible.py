@@ -114,7 +114,13 @@ class HostResult:
     unreachable: int = 0
     skipped: int = 0
     changed_tasks: list[str] = field(default_factory=list)
+    changed_items: list[str] = field(default_factory=list)  # "task: item" for loops: which item changed
     failures: list[str] = field(default_factory=list)
+
+    def changes(self) -> list[str]:
+        """What changed, in run order: each changed task, or for a loop each of its changed items."""
+        return [change for task in self.changed_tasks
+                for change in [i for i in self.changed_items if i.startswith(f"{task}: ")] or [task]]
 
 
 @dataclass
@@ -163,6 +169,8 @@ class EventFolder:
             self.say(f"task: {self.tasks[-1]}")
         elif kind.startswith("runner_on_") and "host" in data:
             self.task_event(kind.removeprefix("runner_on_"), data)
+        elif kind == "runner_item_on_ok" and "host" in data:
+            self.item_event(data)
         elif kind == "playbook_on_stats":
             self.stats(data)
         return True  # keep the event in ansible-runner's artifacts too
@@ -178,6 +186,14 @@ class EventFolder:
             message = str(result.get("msg") or result.get("stderr") or "no message").strip()
             host.failures.append(f"{task}: {message[:300]}")
             self.say(f"  {data['host']}: {outcome.upper()}  {task}: {message[:200]}")
+
+    def item_event(self, data: dict[str, Any]) -> None:
+        """A loop's item: the task-level event says only that some item changed, this says which."""
+        result = data.get("res", {}) or {}
+        if result.get("changed"):
+            label = result.get("_ansible_item_label", result.get("item", "?"))
+            self.hosts.setdefault(data["host"], HostResult()).changed_items.append(
+                f"{data.get('task', '?')}: {label}")
 
     def how_far(self) -> str:
         if not self.tasks:
@@ -249,5 +265,6 @@ def describe(result: PlaybookResult) -> str:
         h = result.hosts[name]
         lines.append(f"  {name:<10} ok={h.ok} changed={h.changed} failed={h.failed} "
                      f"unreachable={h.unreachable} skipped={h.skipped}")
+        lines += [f"      ~ {change}" for change in h.changes()]
         lines += [f"      ! {failure}" for failure in h.failures]
     return "\n".join(lines)
