@@ -100,3 +100,22 @@ def test_an_ansible_rerun_that_changed_something_keeps_its_figures_and_says_what
     assert "not clean" not in clean_summary and len(clean_tables) == 1
     failed = compared(ours, AnsibleOutcome(error="RuntimeError: ansible-runner reached no kit"))
     assert "failed in this run: RuntimeError" in failed[1][0].rows[-1][1]
+
+
+def test_the_ansible_playbook_writes_each_kit_file_in_one_task_only() -> None:
+    """Two tasks writing one file undo each other on every run: a lineinfile on /etc/hosts and the
+    Files loop putting the roles' whole /etc/hosts made each Ansible re-run change 2 tasks."""
+    import yaml
+
+    from bench.bench_kit_deploy import PLAYBOOK
+    from nomadkit import ROOT
+    from nomadkit.roles import kit_files
+    from nomadkit.tour import load_tour
+
+    tour = load_tour(ROOT / "tours" / "demo.yaml")
+    files = {path for kit in tour.kits for path in kit_files(tour, kit, None)}
+    [play] = yaml.safe_load(PLAYBOOK.read_text())
+    written = {args.get("path") or args.get("dest") for task in play["tasks"] if task["name"] != "Files"
+               for module, args in task.items() if module.startswith("ansible.builtin.")
+               and isinstance(args, dict)}
+    assert "/etc/hosts" in files and not written & files, written & files

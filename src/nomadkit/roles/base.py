@@ -83,12 +83,10 @@ def install() -> None:
 
 @deploy("base: configure")
 def configure() -> Puts:
-    """Name the kit and put the base files."""
+    """Name the kit and put the base files (the whole /etc/hosts, which names the kit too)."""
     tour, kit, endpoints = kit_context(host.data)
     ops = put_all(files(tour, kit, endpoints), lambda path: perm(kit, path))
     ops["/etc/hostname"] = server.hostname(name=f"Hostname {kit.name}", hostname=kit.name)
-    ops["/etc/hosts"] = server.etc_hosts(name=f"/etc/hosts names {kit.name}", ip="127.0.1.1",
-                                         hostnames=kit.name)
     return ops
 
 
