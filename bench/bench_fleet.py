@@ -29,13 +29,14 @@ REUSES = ("kit_deploy",)
 
 
 def one_kit_from(earlier: Mapping[str, Result]) -> dict[str, float]:
-    """The kit deploy benchmark's first applies on one fresh kit, if it ran in this run:
-    nomadkit's ("pyinfra") and the same work through ansible-runner ("ansible")."""
+    """The kit deploy benchmark's first applies on one fresh kit, if it ran in this run and they
+    succeeded: nomadkit's ("pyinfra") and the same work through ansible-runner ("ansible")."""
     kit_deploy = earlier.get("kit_deploy")
     if not kit_deploy or kit_deploy.skipped:
         return {}
     return {tool: runs[0]["wall_s"] for tool in ("pyinfra", "ansible")
-            if (runs := kit_deploy.figures.get(tool))}
+            if (runs := kit_deploy.figures.get(tool))
+            and all(kit["status"] == "ok" for kit in runs[0]["per_kit"].values())}
 
 
 def run(quick: bool, earlier: Mapping[str, Result]) -> Result:

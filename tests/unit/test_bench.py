@@ -63,10 +63,15 @@ def test_the_document_says_how_long_each_benchmark_took_against_the_budget() -> 
 def test_the_fleet_takes_its_one_kit_figure_from_the_kit_deploy_run_when_it_has_one() -> None:
     from bench.bench_fleet import one_kit_from
 
-    ran = Result(title="Kit deploy", figures={"pyinfra": [{"run": "first_apply", "wall_s": 401.5}],
-                                              "ansible": [], "ansible_error": "it failed"})
+    def first(wall_s: float, status: str = "ok") -> list[dict[str, object]]:
+        return [{"run": "first_apply", "wall_s": wall_s, "per_kit": {"kit-1": {"status": status}}}]
+
+    ran = Result(title="Kit deploy", figures={"pyinfra": first(401.5), "ansible": [],
+                                              "ansible_error": "it failed"})
     assert one_kit_from({"kit_deploy": ran}) == {"pyinfra": 401.5}
-    ran.figures["ansible"] = [{"run": "first_apply", "wall_s": 620.0}]
+    ran.figures["ansible"] = first(620.0, status="failed")
+    assert one_kit_from({"kit_deploy": ran}) == {"pyinfra": 401.5}
+    ran.figures["ansible"] = first(620.0)
     assert one_kit_from({"kit_deploy": ran}) == {"pyinfra": 401.5, "ansible": 620.0}
     assert one_kit_from({"kit_deploy": skipped("Kit deploy", "no lab")}) == {}
     assert one_kit_from({}) == {}
