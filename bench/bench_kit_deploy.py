@@ -202,7 +202,8 @@ def run(quick: bool) -> Result:
             theirs.runs, theirs.problems = ansible_case(reruns, progress, folder / "ansible",
                                                         pyinfra["after"])
         except PlaybookStopped as stopped:  # slower than the timeout: a lower bound, still a figure
-            theirs.error, theirs.stopped_at = str(stopped), stopped.tasks_started
+            theirs.error = str(stopped)
+            theirs.stopped_at = stopped.tasks_started if stopped.timed_out else 0  # cancelled: no figure
         except (RuntimeError, UserError) as error:
             theirs.error = f"{type(error).__name__}: {error}"
     summary, tables = compared(pyinfra["runs"], theirs)

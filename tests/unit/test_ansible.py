@@ -227,8 +227,18 @@ def test_a_run_stopped_at_its_timeout_says_how_far_it_got(venue: Path) -> None:
                     "    - name: long one\n      ansible.builtin.command: sleep 60\n")
     with pytest.raises(ansible.PlaybookStopped, match="during task 2, 'long one'") as stopped:
         ansible.run_playbook(slow, load_fleet(DEMO), kit="kit-a", say=lambda _line: None, timeout_s=8)
-    assert stopped.value.tasks_started == 2
-    assert "longer --timeout" in str(stopped.value)
+    assert (stopped.value.tasks_started, stopped.value.timed_out) == (2, True)
+    assert "at its 8 s timeout" in str(stopped.value) and "longer --timeout" in str(stopped.value)
+
+
+def test_a_cancelled_run_is_not_reported_as_a_timeout() -> None:
+    """A Ctrl-C ended a benchmark's Ansible run after 10 minutes; it was reported as "canceled after
+    1800 s" and published as a ≥ 30-minute lower bound. A cancelled run says how long it really ran."""
+    folder = ansible.EventFolder(say=lambda _line: None)
+    folder({"event": "playbook_on_task_start", "event_data": {"task": "Files"}})
+    stopped = ansible.PlaybookStopped.of("kit.yml", "canceled", 1800, 612.4, folder)
+    assert not stopped.timed_out and "1800" not in str(stopped)
+    assert "cancelled after 612 s during task 1, 'Files'" in str(stopped)
 
 
 LOOP_PLAYBOOK = """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,11 +143,25 @@ class PlaybookResult:
 
 
 class PlaybookStopped(UserError):
-    """ansible-runner stopped a run at its timeout (or it was cancelled) before the play ended."""
+    """ansible-runner stopped a run before the play ended: at its timeout (`timed_out`), or
+    cancelled (Ctrl-C or SIGTERM reached this process: nothing to read into the run's length)."""
 
-    def __init__(self, message: str, tasks_started: int) -> None:
+    def __init__(self, message: str, tasks_started: int, timed_out: bool) -> None:
         super().__init__(message)
         self.tasks_started = tasks_started
+        self.timed_out = timed_out
+
+    @classmethod
+    def of(cls, playbook: str, status: str, timeout_s: int, elapsed_s: float,
+           folder: EventFolder) -> PlaybookStopped:
+        """The error for a run ansible-runner ended with `status` "timeout" or "canceled"."""
+        if status == "timeout":
+            return cls(f"{playbook}: ansible-runner stopped the run at its {timeout_s} s timeout "
+                       f"{folder.how_far()} — a slow kit needs a longer --timeout; a hung one, check "
+                       "that it answers over SSH", len(folder.tasks), timed_out=True)
+        return cls(f"{playbook}: the run was cancelled after {elapsed_s:.0f} s {folder.how_far()} "
+                   "(Ctrl-C or SIGTERM) — run it again; the tasks that finished are not undone",
+                   len(folder.tasks), timed_out=False)
 
 
 class EventFolder:
@@ -227,6 +242,7 @@ def run_playbook(playbook: Path, fleet: Fleet, stop: str | None = None, kit: str
         raise UserError(f"{playbook}: no such playbook — give the path of a playbook YAML file")
     limit = limit_pattern(fleet.tour, stop, kit)
     folder = EventFolder(say)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nomadkit-ansible-") as private:
         runner = ansible_runner.run(
             private_data_dir=private,
@@ -241,10 +257,7 @@ def run_playbook(playbook: Path, fleet: Fleet, stop: str | None = None, kit: str
             envvars=ansible_environment(),
         )
     if runner.status in ("timeout", "canceled"):
-        raise PlaybookStopped(f"{playbook.name}: ansible-runner stopped the run ({runner.status} after "
-                              f"{timeout_s} s) {folder.how_far()} — a slow kit needs a longer "
-                              "--timeout; a hung one, check that it answers over SSH",
-                              tasks_started=len(folder.tasks))
+        raise PlaybookStopped.of(playbook.name, runner.status, timeout_s, time.monotonic() - started, folder)
     return PlaybookResult(playbook.name, runner.status, runner.rc, folder.hosts)
 
 
