@@ -2,7 +2,8 @@
 
 `nomadkit up tours/demo.yaml --stop alfama` on this machine (local cloud, lab kits, deploy), then
 the preflight's own timings: the whole run (calm checks in parallel, drills one at a time) and
-each check on each kit. The lab is left as `nomadkit up` leaves it; the local cloud is stopped.
+each check on each kit. The local cloud and the lab are taken down after: a lab left up would make
+the next `make bench` wait for it and then skip every lab benchmark.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from pathlib import Path
 
 from bench.report import Result, Table, described
 from nomadkit import ROOT
-from nomadkit.cloud import local
 from nomadkit.lab.progress import Progress
 from nomadkit.lab.vm import detect_accel
-from nomadkit.tour import load_tour
-from nomadkit.up import bring_up
+from nomadkit.up import bring_up, take_down
 
 TITLE = "Preflight: one stop, 2 kits"
 NEEDS_LAB = True
@@ -26,13 +25,12 @@ GOAL_S = 600  # the design's promise: the whole preflight for a stop with two ki
 
 
 def run(quick: bool) -> Result:
-    tour = load_tour(DEMO)
     with tempfile.TemporaryDirectory(prefix="nomadkit-bench-preflight-") as scratch:
         os.environ["NOMADKIT_SECRETS"] = str(Path(scratch) / "secrets")
         try:
             report, _, phases = bring_up(DEMO, "alfama", Path(scratch) / "report", Progress(quiet=True))
         finally:
-            local.down(tour, None, lambda _c, _m: None)
+            take_down(DEMO, Progress(quiet=True))
     per_check = Table("Per check (seconds; drills run alone after the parallel checks)",
                       ["check", "kit", "verdict", "seconds"])
     for r in sorted(report.results, key=lambda r: -r.duration_s):
