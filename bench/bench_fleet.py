@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.bench_kit_deploy import case, check
+from bench.bench_kit_deploy import case, check, first_apply_ok
 from bench.report import Result, Table
 from nomadkit.lab.progress import Progress
 from nomadkit.lab.vm import detect_accel
@@ -35,8 +35,7 @@ def one_kit_from(earlier: Mapping[str, Result]) -> dict[str, float]:
     if not kit_deploy or kit_deploy.skipped:
         return {}
     return {tool: runs[0]["wall_s"] for tool in ("pyinfra", "ansible")
-            if (runs := kit_deploy.figures.get(tool))
-            and all(kit["status"] == "ok" for kit in runs[0]["per_kit"].values())}
+            if first_apply_ok(runs := kit_deploy.figures.get(tool, []))}
 
 
 def run(quick: bool, earlier: Mapping[str, Result]) -> Result:

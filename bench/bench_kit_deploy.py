@@ -94,6 +94,11 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
             if result["status"] != "ok" or (run["run"] != "first_apply" and result["changed"])]
 
 
+def first_apply_ok(runs: list[dict[str, Any]]) -> bool:
+    """Whether there is a first apply and it succeeded on every kit (its wall time is a figure)."""
+    return bool(runs) and all(kit["status"] == "ok" for kit in runs[0]["per_kit"].values())
+
+
 def check(runs: list[dict[str, Any]]) -> None:
     """nomadkit's own runs must all be clean: they are the figures every comparison is against."""
     if found := problems(runs):
@@ -236,7 +241,7 @@ def compared(ours_runs: list[dict[str, Any]], theirs: AnsibleOutcome) -> tuple[s
                    "first / re-run", "vs nomadkit (median)"])
     ours = tool_rows(table, "nomadkit (pyinfra)", ours_runs, None)
     summary = f"nomadkit: first apply {ours[0]:.0f} s, no-change re-run {ours[1]:.0f} s ({ratio(*ours)}); "
-    if theirs.runs and all(r["status"] == "ok" for r in theirs.runs[0]["per_kit"].values()):
+    if first_apply_ok(theirs.runs):
         first, again = tool_rows(table, "Ansible (ansible-runner)", theirs.runs, ours)
         summary += (f"the same work in Ansible: {first:.0f} s / {again:.0f} s "
                     f"({ratio(first, ours[0])} / {ratio(again, ours[1])} nomadkit's)")
